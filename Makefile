@@ -1,0 +1,57 @@
+# SARK policy runtime. `make run` builds everything and evaluates the example policies;
+# `make test` runs every test. One target directory is shared by guest and host.
+
+CARGO      ?= cargo
+GUEST_WASM := target/wasm32-wasip2/guest/sark_guest.wasm
+SARK       := target/release/sark
+BUNDLE     := target/bundles/mcp.wasm
+SAMPLES    := $(sort $(wildcard policies/samples/*.json))
+
+.PHONY: all run test bench guest host bundle lint fmt clean setup
+
+all: host
+
+# Install the wasm target (idempotent; CI and fresh machines need it).
+setup:
+	@rustup target list --installed | grep -q '^wasm32-wasip2$$' || rustup target add wasm32-wasip2
+
+# The evaluator component, built once and embedded into the `sark` binary.
+guest: setup
+	$(CARGO) build -p sark-guest --target wasm32-wasip2 --profile guest
+
+host: guest
+	$(CARGO) build -p sark --release
+
+bundle: host
+	@mkdir -p $(dir $(BUNDLE))
+	$(SARK) build policies -o $(BUNDLE)
+
+# Build everything, then evaluate each sample input on the component and print the decision.
+run: bundle
+	@$(SARK) inspect $(BUNDLE)
+	@for f in $(SAMPLES); do \
+	  case $$f in *a2a*) ep=mcp/a2a/decision ;; *) ep=mcp/gateway/decision ;; esac; \
+	  echo "== $$f ($$ep)"; \
+	  $(SARK) eval $(BUNDLE) -e $$ep -i $$f || exit 1; \
+	done
+	@$(SARK) test $(BUNDLE)
+
+# Unit tests, integration tests against the real binary and component, and the Rego tests.
+test: host
+	$(CARGO) test --workspace --release --exclude sark-guest
+	$(CARGO) test -p sark-guest --release
+	$(SARK) test policies
+
+bench: bundle
+	$(SARK) bench $(BUNDLE) -e mcp/gateway/decision -i policies/samples/developer-create-issue.json --path all --duration 5
+	$(CARGO) bench -p sark --bench evaluate
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --release --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,21 @@
+//! The SARK policy evaluator.
+//!
+//! Compiled for `wasm32-wasip2` this crate is the evaluator component (see `wit/policy.wit`);
+//! compiled natively it is the host's native path. Both run the same [`PolicySet`] code, so a
+//! decision can only differ between the paths through the sandbox, never through the logic.
+
+mod error;
+mod payload;
+mod policy;
+mod tests_runner;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+pub use error::{Location, PolicyError};
+pub use payload::{BundleInfo, ModuleSource, PAYLOAD_FORMAT, Payload};
+pub use policy::{PolicySet, normalize_entrypoint};
+pub use tests_runner::TestOutcome;
+
+/// Version of the Regorus evaluator, kept in step with the `=0.14.1` pin in `Cargo.toml`.
+pub const REGORUS_VERSION: &str = "0.14.1";

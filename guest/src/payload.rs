@@ -1,0 +1,52 @@
+//! The payload `sark build` hands to the evaluator: modules, data and manifest facts.
+
+use serde::{Deserialize, Serialize};
+
+/// Current payload format; a loader refuses any other.
+pub const PAYLOAD_FORMAT: u32 = 1;
+
+/// One Rego module of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleSource {
+    /// Path inside the bundle, `/`-separated, e.g. `mcp/gateway.rego`.
+    pub path: String,
+    /// Rego source text.
+    pub source: String,
+}
+
+/// Everything the evaluator needs to load a policy set. Serialized as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    /// Always [`PAYLOAD_FORMAT`].
+    pub format: u32,
+    /// Manifest revision (may be empty).
+    pub revision: String,
+    /// Data roots owned by the bundle (manifest `roots`).
+    pub roots: Vec<String>,
+    /// Entrypoints as `data.` rule paths.
+    pub entrypoints: Vec<String>,
+    /// Hex sha-256 of the policies and data, computed by the builder.
+    pub content_hash: String,
+    /// Policy modules, sorted by path.
+    pub modules: Vec<ModuleSource>,
+    /// The merged data document.
+    pub data: serde_json::Value,
+}
+
+/// Description of a loaded bundle; mirrors the WIT `bundle-info` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleInfo {
+    /// Manifest revision.
+    pub revision: String,
+    /// Entrypoints as `data.` rule paths.
+    pub entrypoints: Vec<String>,
+    /// Data roots owned by the bundle.
+    pub roots: Vec<String>,
+    /// Hex sha-256 of the policies and data.
+    pub content_hash: String,
+    /// Regorus version of the evaluator.
+    pub regorus_version: String,
+    /// Module paths, sorted.
+    pub modules: Vec<String>,
+}

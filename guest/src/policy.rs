@@ -1,0 +1,275 @@
+//! A loaded policy set: the Regorus engine with the bundle's modules and data.
+
+use crate::error::PolicyError;
+use crate::payload::{BundleInfo, PAYLOAD_FORMAT, Payload};
+use core::num::{NonZeroU32, NonZeroUsize};
+use regorus::{Engine, PolicyLengthConfig, Value};
+
+/// Policy size limits. Regorus's defaults (1,024 columns) reject valid OPA policies that
+/// embed JWTs or certificates on one line; OPA has no such limits, so ours are generous and
+/// only guard against pathological sources.
+const MAX_POLICY_COLUMNS: u32 = 1 << 20;
+const MAX_POLICY_FILE_BYTES: usize = 64 << 20;
+const MAX_POLICY_LINES: usize = 1 << 20;
+
+/// The policies and data of one bundle, ready to evaluate.
+///
+/// ```
+/// use sark_guest::{Payload, PolicySet};
+/// let payload = Payload {
+///     format: 1,
+///     revision: "r1".into(),
+///     roots: vec![],
+///     entrypoints: vec!["data.demo.allow".into()],
+///     content_hash: String::new(),
+///     modules: vec![sark_guest::ModuleSource {
+///         path: "demo.rego".into(),
+///         source: "package demo\nallow if input.user == \"alice\"\n".into(),
+///     }],
+///     data: serde_json::json!({}),
+/// };
+/// let mut set = PolicySet::load(payload).unwrap();
+/// assert_eq!(set.evaluate("demo/allow", r#"{"user":"alice"}"#).unwrap().as_deref(), Some("true"));
+/// assert_eq!(set.evaluate("demo/allow", r#"{"user":"bob"}"#).unwrap(), None);
+/// ```
+#[derive(Clone)]
+pub struct PolicySet {
+    engine: Engine,
+    info: BundleInfo,
+    /// `data.`-prefixed package paths of the modules.
+    packages: Vec<String>,
+    /// Top-level keys of the data document.
+    data_keys: Vec<String>,
+    /// Module sources, for the unit-test runner.
+    pub(crate) modules: Vec<crate::ModuleSource>,
+}
+
+impl PolicySet {
+    /// Parses and compiles a payload. Fails with a located `Compile` error on a bad module
+    /// and `UnknownEntrypoint` when a declared entrypoint names nothing in the bundle.
+    pub fn load(payload: Payload) -> Result<Self, PolicyError> {
+        if payload.format != PAYLOAD_FORMAT {
+            return Err(PolicyError::Bundle(format!(
+                "payload format {} is not supported (expected {PAYLOAD_FORMAT})",
+                payload.format
+            )));
+        }
+        let mut engine = Engine::new();
+        engine.set_policy_length_config(policy_length_config());
+        let mut packages = Vec::new();
+        for module in &payload.modules {
+            let package = engine
+                .add_policy(module.path.clone(), module.source.clone())
+                .map_err(|e| PolicyError::compile(&e))?;
+            if !packages.contains(&package) {
+                packages.push(package);
+            }
+        }
+        let data_keys = match &payload.data {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            serde_json::Value::Null => Vec::new(),
+            _ => {
+                return Err(PolicyError::Bundle(
+                    "the data document must be a JSON object".into(),
+                ));
+            }
+        };
+        if !data_keys.is_empty() {
+            let data = Value::from_json_str(&payload.data.to_string())
+                .map_err(|e| PolicyError::Bundle(format!("invalid data document: {e:#}")))?;
+            engine
+                .add_data(data)
+                .map_err(|e| PolicyError::Bundle(format!("cannot add data: {e:#}")))?;
+        }
+        // Force Regorus's analysis and scheduling now, so a compile error surfaces at build time.
+        engine
+            .eval_query("true".to_string(), false)
+            .map_err(|e| PolicyError::compile(&e))?;
+
+        let mut entrypoints = Vec::with_capacity(payload.entrypoints.len());
+        for ep in &payload.entrypoints {
+            let path = normalize_entrypoint(ep);
+            if !entrypoints.contains(&path) {
+                entrypoints.push(path);
+            }
+        }
+        let mut set = PolicySet {
+            engine,
+            info: BundleInfo {
+                revision: payload.revision,
+                entrypoints,
+                roots: payload.roots,
+                content_hash: payload.content_hash,
+                regorus_version: crate::REGORUS_VERSION.to_string(),
+                modules: payload.modules.iter().map(|m| m.path.clone()).collect(),
+            },
+            packages,
+            data_keys,
+            modules: payload.modules,
+        };
+        // Validate every entrypoint and warm the engine's caches with an empty input.
+        for ep in set.info.entrypoints.clone() {
+            match set.evaluate(&ep, "") {
+                Err(e @ PolicyError::UnknownEntrypoint(_)) => return Err(e),
+                Err(PolicyError::Compile { message, location }) => {
+                    return Err(PolicyError::Compile { message, location });
+                }
+                _ => {}
+            }
+        }
+        Ok(set)
+    }
+
+    /// Description of the bundle.
+    pub fn info(&self) -> &BundleInfo {
+        &self.info
+    }
+
+    /// Evaluates an entrypoint (`data.a.b` or `a/b`) with `input_json` as input (an empty
+    /// string means no input). `Ok(None)` is OPA's undefined.
+    pub fn evaluate(
+        &mut self,
+        entrypoint: &str,
+        input_json: &str,
+    ) -> Result<Option<String>, PolicyError> {
+        let input = parse_input(input_json)?;
+        let path = normalize_entrypoint(entrypoint);
+        self.engine.set_input(input);
+        match self.engine.eval_rule(path.clone()) {
+            Ok(value) => Ok(to_json(value)),
+            Err(e) if format!("{e}").contains("not a valid rule path") => {
+                self.evaluate_document(&path)
+            }
+            Err(e) => Err(PolicyError::evaluation(&e)),
+        }
+    }
+
+    /// Evaluates a path that is not a single rule: a package, a data document or a rule's
+    /// sub-path. A path under nothing the bundle defines is an unknown entrypoint.
+    fn evaluate_document(&mut self, path: &str) -> Result<Option<String>, PolicyError> {
+        if !self.path_is_known(path) {
+            return Err(PolicyError::UnknownEntrypoint(path.to_string()));
+        }
+        let results = self
+            .engine
+            .eval_query(path.to_string(), false)
+            .map_err(|e| PolicyError::evaluation(&e))?;
+        let value = results
+            .result
+            .into_iter()
+            .next()
+            .and_then(|r| r.expressions.into_iter().next())
+            .map(|e| e.value)
+            .unwrap_or(Value::Undefined);
+        Ok(to_json(value))
+    }
+
+    /// True when `path` is `data`, a package, inside a package, above a package, or in data.
+    fn path_is_known(&self, path: &str) -> bool {
+        if path == "data" {
+            return true;
+        }
+        let under = |p: &str, prefix: &str| {
+            p == prefix || (p.starts_with(prefix) && p[prefix.len()..].starts_with(['.', '[']))
+        };
+        self.packages
+            .iter()
+            .any(|pkg| under(path, pkg) || under(pkg, path))
+            || self
+                .data_keys
+                .iter()
+                .any(|k| under(path, &format!("data.{k}")))
+    }
+
+    /// Evaluates an ad-hoc Rego query; returns OPA `opa eval`-shaped results as JSON.
+    pub fn query(&mut self, query: &str, input_json: &str) -> Result<String, PolicyError> {
+        let input = parse_input(input_json)?;
+        self.engine.set_input(input);
+        let results = self
+            .engine
+            .eval_query(query.to_string(), false)
+            .map_err(|e| {
+                let msg = format!("{e:#}");
+                if msg.contains("-->") && msg.contains("<query") {
+                    PolicyError::compile(&e)
+                } else {
+                    PolicyError::evaluation(&e)
+                }
+            })?;
+        serde_json::to_string(&results.result)
+            .map_err(|e| PolicyError::Evaluation(format!("cannot serialize results: {e}")))
+    }
+
+    /// Mutable access to the engine for the unit-test runner.
+    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+}
+
+fn policy_length_config() -> PolicyLengthConfig {
+    PolicyLengthConfig {
+        max_col: NonZeroU32::new(MAX_POLICY_COLUMNS).expect("non-zero constant"),
+        max_file_bytes: NonZeroUsize::new(MAX_POLICY_FILE_BYTES).expect("non-zero constant"),
+        max_lines: NonZeroUsize::new(MAX_POLICY_LINES).expect("non-zero constant"),
+    }
+}
+
+fn parse_input(input_json: &str) -> Result<Value, PolicyError> {
+    if input_json.trim().is_empty() {
+        return Ok(Value::Undefined);
+    }
+    Value::from_json_str(input_json).map_err(|e| PolicyError::InvalidInput(format!("{e:#}")))
+}
+
+fn to_json(value: Value) -> Option<String> {
+    match value {
+        Value::Undefined => None,
+        v => Some(serde_json::to_string(&v).unwrap_or_else(|_| "null".to_string())),
+    }
+}
+
+/// Turns `mcp/gateway/allow`, `/mcp/gateway/allow` or `data.mcp.gateway.allow` into the
+/// `data.`-rooted dotted rule path Regorus evaluates. Path segments that are not Rego
+/// identifiers become bracketed strings (`a/1.0/b` → `data.a["1.0"].b`).
+pub fn normalize_entrypoint(entrypoint: &str) -> String {
+    let e = entrypoint.trim();
+    if e == "data" || e.starts_with("data.") || e.starts_with("data[") {
+        return e.to_string();
+    }
+    let e = e.trim_start_matches('/');
+    // `data/x/y` names the same document as `x/y`.
+    let e = e.strip_prefix("data/").unwrap_or(if e == "data" { "" } else { e });
+    let mut path = String::from("data");
+    for seg in e.split('/').filter(|s| !s.is_empty()) {
+        if is_identifier(seg) {
+            path.push('.');
+            path.push_str(seg);
+        } else {
+            path.push('[');
+            path.push_str(&serde_json::Value::String(seg.to_string()).to_string());
+            path.push(']');
+        }
+    }
+    path
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entrypoints_normalize_to_data_paths() {
+        assert_eq!(normalize_entrypoint("mcp/gateway/allow"), "data.mcp.gateway.allow");
+        assert_eq!(normalize_entrypoint("/mcp/gateway"), "data.mcp.gateway");
+        assert_eq!(normalize_entrypoint("data.mcp.gateway.allow"), "data.mcp.gateway.allow");
+        assert_eq!(normalize_entrypoint("data/mcp/x"), "data.mcp.x");
+        assert_eq!(normalize_entrypoint("a/1.0/b"), "data.a[\"1.0\"].b");
+        assert_eq!(normalize_entrypoint(""), "data");
+    }
+}

@@ -1,0 +1,116 @@
+//! Runs a bundle's Rego unit tests (`test_*` rules), as `opa test` does.
+
+use crate::error::PolicyError;
+use crate::policy::PolicySet;
+use regorus::Value;
+use std::time::Instant;
+
+/// The outcome of one test rule; mirrors the WIT `test-result` record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TestOutcome {
+    /// `data.`-prefixed package of the test.
+    pub package: String,
+    /// Rule name, `test_…`.
+    pub name: String,
+    /// Module the rule is defined in.
+    pub file: String,
+    /// True when the rule evaluated to `true`.
+    pub passed: bool,
+    /// Why it failed: undefined, another value, or an evaluation error.
+    pub message: Option<String>,
+    /// Wall time of the evaluation in nanoseconds.
+    pub duration_ns: u64,
+}
+
+impl PolicySet {
+    /// Runs every `test_*` rule whose `package.rule` name contains `filter` (all when `None`).
+    /// Each test runs without input; `with` mocking inside the test works as in OPA.
+    pub fn run_tests(&mut self, filter: Option<&str>) -> Result<Vec<TestOutcome>, PolicyError> {
+        let mut found: Vec<(String, String, String)> = Vec::new();
+        for module in &self.modules {
+            let Some(package) = package_of(&module.source) else {
+                continue;
+            };
+            for name in test_rules(&module.source) {
+                let entry = (package.clone(), name, module.path.clone());
+                if !found.iter().any(|f| f.0 == entry.0 && f.1 == entry.1) {
+                    found.push(entry);
+                }
+            }
+        }
+        let mut outcomes = Vec::new();
+        for (package, name, file) in found {
+            let full = format!("{package}.{name}");
+            if let Some(f) = filter
+                && !full.contains(f)
+            {
+                continue;
+            }
+            let engine = self.engine_mut();
+            engine.set_input(Value::Undefined);
+            let start = Instant::now();
+            let result = engine.eval_rule(full.clone());
+            let duration_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let (passed, message) = match result {
+                Ok(Value::Bool(true)) => (true, None),
+                Ok(Value::Undefined) => (false, Some("test rule is undefined".to_string())),
+                Ok(other) => (
+                    false,
+                    Some(format!(
+                        "test rule evaluated to {}",
+                        serde_json::to_string(&other).unwrap_or_default()
+                    )),
+                ),
+                Err(e) => (false, Some(format!("error: {e:#}"))),
+            };
+            outcomes.push(TestOutcome {
+                package,
+                name,
+                file,
+                passed,
+                message,
+                duration_ns,
+            });
+        }
+        Ok(outcomes)
+    }
+}
+
+/// The `data.`-prefixed package of a module, from its `package` line.
+fn package_of(source: &str) -> Option<String> {
+    source.lines().find_map(|line| {
+        let rest = line.trim_start().strip_prefix("package ")?;
+        let name = rest.split('#').next()?.trim();
+        Some(format!("data.{name}"))
+    })
+}
+
+/// Names of rules that start a line with `test_` (rule heads sit at column 1 in Rego style).
+fn test_rules(source: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in source.lines() {
+        if !line.starts_with("test_") {
+            continue;
+        }
+        let name: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_packages_and_test_rules() {
+        let src = "package mcp.gateway_test # tests\n\ntest_a if { true }\ntest_b if true\ntest_a if { 1 == 1 }\nnot_test if true\n";
+        assert_eq!(package_of(src).as_deref(), Some("data.mcp.gateway_test"));
+        assert_eq!(test_rules(src), vec!["test_a", "test_b"]);
+    }
+}

@@ -1,0 +1,202 @@
+//! The YAML configuration (`--config sark.yaml`). Every key is optional; unknown keys are
+//! rejected with a message that names them. Defaults live here and nowhere else.
+
+use serde::Deserialize;
+use std::path::Path;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Rollout features (`wasm_engine`, `decision_cache`).
+    pub features: Features,
+    /// Per-evaluation limits of the component.
+    pub limits: Limits,
+}
+
+/// Built-in rollout features.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Features {
+    /// Routes users to the component (in) or the native path (out).
+    pub wasm_engine: WasmEngineFeature,
+    /// Enables the decision cache for users in the rollout.
+    pub decision_cache: DecisionCacheFeature,
+}
+
+/// The `wasm_engine` feature.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WasmEngineFeature {
+    /// Default true.
+    pub enabled: bool,
+    /// Share of users on the component, 0–100. Default 100.
+    pub rollout_percentage: u8,
+    /// Evaluate on the native path when the component fails. Default true.
+    pub fallback_on_error: bool,
+}
+
+impl Default for WasmEngineFeature {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rollout_percentage: 100,
+            fallback_on_error: true,
+        }
+    }
+}
+
+/// The `decision_cache` feature.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionCacheFeature {
+    /// Default true.
+    pub enabled: bool,
+    /// Share of users whose decisions are cached, 0–100. Default 100.
+    pub rollout_percentage: u8,
+    /// Maximum number of cached decisions. Default 10,000.
+    pub max_size: usize,
+    /// Default time to live of a decision in seconds. Default 300 (5 minutes).
+    pub ttl_seconds: u64,
+}
+
+impl Default for DecisionCacheFeature {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rollout_percentage: 100,
+            max_size: 10_000,
+            ttl_seconds: 300,
+        }
+    }
+}
+
+/// Limits of one evaluation in the component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Deadline of one evaluation, enforced by epoch interruption. Default 100 ms: an
+    /// authorization decision that takes longer is a policy bug, and a gateway's own
+    /// request timeout is usually a few hundred ms.
+    pub eval_timeout_ms: u64,
+    /// Cap on one instance's linear memory. Default 64 MiB: the example bundle needs about
+    /// a third of that, and the cap bounds the host's memory at pool size × cap.
+    pub max_memory_mb: u64,
+    /// Largest accepted input document. Default 1 MiB, as OPA's default body limit.
+    pub max_input_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            eval_timeout_ms: 100,
+            max_memory_mb: 64,
+            max_input_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has unknown keys or bad values.
+    #[error("invalid config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            yaml_serde::from_str(text).map_err(|e| e.to_string())?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, pct) in [
+            ("features.wasm_engine.rollout_percentage", self.features.wasm_engine.rollout_percentage),
+            ("features.decision_cache.rollout_percentage", self.features.decision_cache.rollout_percentage),
+        ] {
+            if pct > 100 {
+                return Err(format!("{name} must be between 0 and 100, got {pct}"));
+            }
+        }
+        if self.limits.eval_timeout_ms == 0 {
+            return Err("limits.eval_timeout_ms must be at least 1".into());
+        }
+        if self.limits.max_memory_mb < 16 {
+            return Err("limits.max_memory_mb must be at least 16".into());
+        }
+        if self.limits.max_memory_mb > 4096 {
+            return Err("limits.max_memory_mb must be at most 4096".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        assert_eq!(Config::from_yaml("").unwrap(), Config::default());
+        assert_eq!(Config::default().limits.eval_timeout_ms, 100);
+    }
+
+    #[test]
+    fn documented_shape_parses() {
+        let c = Config::from_yaml(
+            "features:\n  wasm_engine: { enabled: true, rollout_percentage: 25, fallback_on_error: false }\n  decision_cache: { max_size: 5, ttl_seconds: 1 }\nlimits: { eval_timeout_ms: 50 }\n",
+        )
+        .unwrap();
+        assert_eq!(c.features.wasm_engine.rollout_percentage, 25);
+        assert!(!c.features.wasm_engine.fallback_on_error);
+        assert_eq!(c.features.decision_cache.max_size, 5);
+        assert_eq!(c.limits.eval_timeout_ms, 50);
+        assert_eq!(c.limits.max_memory_mb, 64);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_yaml("limits: { eval_timeout: 5 }").unwrap_err();
+        assert!(err.contains("eval_timeout"), "{err}");
+        let err = Config::from_yaml("featurez: {}").unwrap_err();
+        assert!(err.contains("featurez"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(Config::from_yaml("features: { wasm_engine: { rollout_percentage: 101 } }").is_err());
+        assert!(Config::from_yaml("limits: { eval_timeout_ms: 0 }").is_err());
+    }
+}

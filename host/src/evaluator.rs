@@ -1,0 +1,124 @@
+//! The interface both evaluation paths (component and native) implement.
+
+use sark_guest::{BundleInfo, PolicyError, TestOutcome};
+use std::fmt;
+
+/// Which implementation evaluated a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// The policy component inside wasmtime.
+    Wasm,
+    /// Regorus linked into the host.
+    Native,
+}
+
+impl PathKind {
+    /// The label used in metrics and output (`wasm`, `native`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Wasm => "wasm",
+            PathKind::Native => "native",
+        }
+    }
+}
+
+impl fmt::Display for PathKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PathKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "wasm" => Ok(PathKind::Wasm),
+            "native" => Ok(PathKind::Native),
+            other => Err(format!("unknown path `{other}` (expected wasm or native)")),
+        }
+    }
+}
+
+/// Why an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The policy itself reported an error; it would fail the same way on either path.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The component ran past its deadline and was interrupted.
+    #[error("evaluation exceeded the deadline of {timeout_ms} ms")]
+    Deadline {
+        /// The configured deadline.
+        timeout_ms: u64,
+    },
+    /// The component tried to grow its memory past the cap.
+    #[error("evaluation exceeded the memory cap of {max_mb} MiB")]
+    MemoryCap {
+        /// The configured cap.
+        max_mb: u64,
+    },
+    /// The component trapped for another reason (a bug in the evaluator).
+    #[error("the policy component trapped: {0}")]
+    Trap(String),
+    /// No instance could be created for the evaluation.
+    #[error("cannot instantiate the policy component: {0}")]
+    Instance(String),
+    /// The input was refused before evaluation (size limit).
+    #[error("input refused: {0}")]
+    InputRefused(String),
+}
+
+impl EvalError {
+    /// Short label for metrics and logs: `timeout`, `memory`, `trap`, `instance`, or the
+    /// policy error's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EvalError::Policy(p) => p.kind(),
+            EvalError::Deadline { .. } => "timeout",
+            EvalError::MemoryCap { .. } => "memory",
+            EvalError::Trap(_) => "trap",
+            EvalError::Instance(_) => "instance",
+            EvalError::InputRefused(_) => "input_refused",
+        }
+    }
+
+    /// True when the failure is the sandbox's (deadline, memory, trap, instance), so the
+    /// native path may still produce the decision.
+    pub fn is_component_failure(&self) -> bool {
+        matches!(
+            self,
+            EvalError::Deadline { .. }
+                | EvalError::MemoryCap { .. }
+                | EvalError::Trap(_)
+                | EvalError::Instance(_)
+        )
+    }
+}
+
+/// A loaded policy bundle that can evaluate decisions. Implementations are `Send + Sync`
+/// and can be shared by any number of threads or tokio tasks.
+pub trait Evaluator: Send + Sync {
+    /// Which path this is.
+    fn path(&self) -> PathKind;
+    /// Description of the loaded bundle.
+    fn info(&self) -> &BundleInfo;
+    /// Evaluates an entrypoint with a JSON input; `Ok(None)` is undefined.
+    fn evaluate(&self, entrypoint: &str, input_json: &str) -> Result<Option<String>, EvalError>;
+    /// Evaluates an ad-hoc query; returns the result set as JSON.
+    fn query(&self, query: &str, input_json: &str) -> Result<String, EvalError>;
+    /// Runs the bundle's `test_*` rules.
+    fn run_tests(&self, filter: Option<&str>) -> Result<Vec<TestOutcome>, EvalError>;
+}
+
+/// Refuses an input larger than `limits.max_input_bytes` before it reaches an evaluator.
+pub fn check_input_size(limits: &crate::config::Limits, input_json: &str) -> Result<(), EvalError> {
+    if input_json.len() > limits.max_input_bytes {
+        return Err(EvalError::InputRefused(format!(
+            "input of {} bytes exceeds the limit of {} bytes",
+            input_json.len(),
+            limits.max_input_bytes
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! The SARK policy runtime: builds Rego policy sets into self-contained WebAssembly
+//! components ("bundles") and evaluates them, in a wasmtime sandbox or natively.
+//!
+//! - [`bundle`]: collecting sources, building and reading bundle artifacts.
+//! - [`runtime`]: the wasmtime side (engine, compiled-code cache, instance pool, limits).
+//! - [`native`]: the same evaluator linked into the host (the native path).
+//! - [`evaluator`]: the common interface of both paths.
+//! - [`config`]: the YAML configuration and its defaults.
+//! - [`cli`]: the `sark` command line.
+
+pub mod bench;
+pub mod bundle;
+pub mod cli;
+pub mod config;
+pub mod evaluator;
+pub mod native;
+pub mod runtime;
+
+pub use bundle::Bundle;
+pub use evaluator::{EvalError, Evaluator, PathKind};
+pub use sark_guest::{PolicyError, normalize_entrypoint};
+
+/// The bare evaluator component embedded in the binary; `sark build` turns it into bundles.
+pub static EVALUATOR_COMPONENT: &[u8] = include_bytes!(env!("SARK_EVALUATOR_WASM"));

@@ -1,0 +1,88 @@
+//! The native path: the same evaluator code ([`PolicySet`]) linked into the host, loaded
+//! from the bundle's payload section. No sandbox, no deadline: it is the fallback and the
+//! reference the component is compared with.
+
+use crate::bundle::{Bundle, BundleError};
+use crate::config::Limits;
+use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
+use sark_guest::{BundleInfo, PolicyError, PolicySet, TestOutcome};
+use std::sync::Mutex;
+
+/// A bundle loaded natively. `Send + Sync`: each call takes an idle engine clone (or clones
+/// the loaded template) and returns it afterwards; at most `max_idle` are kept.
+pub struct NativePolicy {
+    template: Mutex<PolicySet>,
+    idle: Mutex<Vec<PolicySet>>,
+    max_idle: usize,
+    info: BundleInfo,
+    limits: Limits,
+}
+
+/// Why a bundle could not be loaded natively.
+#[derive(Debug, thiserror::Error)]
+pub enum NativeLoadError {
+    /// The bundle's payload section could not be read.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The policies did not load (cannot happen for a bundle `sark build` produced).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+impl NativePolicy {
+    /// Loads the bundle's payload into a native Regorus engine.
+    pub fn load(bundle: &Bundle, limits: Limits, max_idle: usize) -> Result<Self, NativeLoadError> {
+        let set = PolicySet::load(bundle.payload()?)?;
+        let info = set.info().clone();
+        Ok(NativePolicy {
+            template: Mutex::new(set),
+            idle: Mutex::new(Vec::new()),
+            max_idle: max_idle.max(1),
+            info,
+            limits,
+        })
+    }
+
+    fn with_set<T>(&self, f: impl FnOnce(&mut PolicySet) -> Result<T, PolicyError>) -> Result<T, EvalError> {
+        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut set = match pooled {
+            Some(s) => s,
+            None => self
+                .template
+                .lock()
+                .map_err(|_| EvalError::Instance("native policy template is poisoned".into()))?
+                .clone(),
+        };
+        let result = f(&mut set);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.max_idle
+        {
+            idle.push(set);
+        }
+        result.map_err(EvalError::Policy)
+    }
+}
+
+impl Evaluator for NativePolicy {
+    fn path(&self) -> PathKind {
+        PathKind::Native
+    }
+
+    fn info(&self) -> &BundleInfo {
+        &self.info
+    }
+
+    fn evaluate(&self, entrypoint: &str, input_json: &str) -> Result<Option<String>, EvalError> {
+        check_input_size(&self.limits, input_json)?;
+        self.with_set(|s| s.evaluate(entrypoint, input_json))
+    }
+
+    fn query(&self, query: &str, input_json: &str) -> Result<String, EvalError> {
+        check_input_size(&self.limits, input_json)?;
+        self.with_set(|s| s.query(query, input_json))
+    }
+
+    fn run_tests(&self, filter: Option<&str>) -> Result<Vec<TestOutcome>, EvalError> {
+        self.with_set(|s| s.run_tests(filter))
+    }
+}

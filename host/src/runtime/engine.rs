@@ -1,0 +1,116 @@
+//! The process-wide wasmtime engine: configuration, epoch ticker, linker, bundle loading.
+
+use super::{CodeCache, HostState, WasmPolicy};
+use crate::bundle::Bundle;
+use crate::config::Limits;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Period of the epoch ticker. Deadlines are whole ticks, so a deadline fires between
+/// `eval_timeout_ms` and `eval_timeout_ms + 1 tick` after the call starts.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Component instances the pooling allocator reserves slots for (all bundles together).
+/// Each slot reserves address space, not memory; 64 covers a pool per core plus reloads.
+const POOL_COMPONENT_INSTANCES: u32 = 64;
+
+/// Core instances inside one component instance (the evaluator has a handful of shims).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+
+/// Stops the ticker thread when the runtime is dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One wasmtime engine with epoch interruption, the pooling allocator, a WASI linker and
+/// an optional compiled-code cache. Create one per process and load bundles from it.
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    cache: Option<CodeCache>,
+    _ticker: Ticker,
+}
+
+impl WasmRuntime {
+    /// Creates the engine with `limits` and an optional compiled-code cache.
+    pub fn new(limits: Limits, cache: Option<CodeCache>) -> wasmtime::Result<Self> {
+        let max_memory = usize::try_from(limits.max_memory_mb)? << 20;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_COMPONENT_INSTANCES)
+            .total_core_instances(POOL_COMPONENT_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(POOL_COMPONENT_INSTANCES * 2)
+            .max_memories_per_component(2)
+            .total_tables(POOL_COMPONENT_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
+            .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_memory_size(max_memory)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_init_cow(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.weak();
+        let ticker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("sark-epoch".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match ticker_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            cache,
+            _ticker: Ticker { stop },
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The limits every evaluation runs under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compiles (or loads from the cache) a bundle's component and prepares its instances.
+    /// The returned flag says whether the compiled code came from the cache.
+    pub fn load(&self, bundle: &Bundle, pool_size: usize) -> wasmtime::Result<(WasmPolicy, bool)> {
+        let digest = &bundle.manifest().component_sha256;
+        let (component, cached) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, bundle.component_bytes(), digest)?,
+            None => (
+                wasmtime::component::Component::new(&self.engine, bundle.component_bytes())?,
+                false,
+            ),
+        };
+        let pre = self.linker.instantiate_pre(&component)?;
+        let policy = WasmPolicy::new(pre, self.limits, pool_size)?;
+        Ok((policy, cached))
+    }
+}

@@ -1,0 +1,188 @@
+//! A loaded bundle on the wasm path: an `InstancePre` plus a bounded pool of reusable
+//! instances, each evaluation under a deadline and a memory cap.
+
+use super::HostState;
+use super::bindings::sark::policy::types as wit;
+use super::bindings::{Bundle as BundleBindings, BundlePre};
+use crate::config::Limits;
+use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
+use sark_guest::{BundleInfo, Location, PolicyError, TestOutcome};
+use std::sync::Mutex;
+use wasmtime::component::InstancePre;
+use wasmtime::{Store, Trap};
+
+/// One live instance with its own store.
+struct PolicyInstance {
+    store: Store<HostState>,
+    bindings: BundleBindings,
+}
+
+/// A bundle ready to evaluate in the sandbox. `Send + Sync`: any number of threads may
+/// evaluate at once; each call takes an idle instance (or creates one) and returns it
+/// afterwards. At most `max_idle` instances are kept; an instance that trapped is dropped.
+pub struct WasmPolicy {
+    pre: BundlePre<HostState>,
+    limits: Limits,
+    idle: Mutex<Vec<PolicyInstance>>,
+    max_idle: usize,
+    info: BundleInfo,
+}
+
+impl WasmPolicy {
+    pub(crate) fn new(
+        pre: InstancePre<HostState>,
+        limits: Limits,
+        max_idle: usize,
+    ) -> wasmtime::Result<Self> {
+        let pre = BundlePre::new(pre)?;
+        let mut policy = WasmPolicy {
+            pre,
+            limits,
+            idle: Mutex::new(Vec::new()),
+            max_idle: max_idle.max(1),
+            info: BundleInfo {
+                revision: String::new(),
+                entrypoints: vec![],
+                roots: vec![],
+                content_hash: String::new(),
+                regorus_version: String::new(),
+                modules: vec![],
+            },
+        };
+        let info = policy
+            .with_instance(|store, b| b.sark_policy_evaluator().call_info(store))
+            .map_err(|e| wasmtime::format_err!("the bundle does not describe itself: {e}"))?;
+        policy.info = BundleInfo {
+            revision: info.revision,
+            entrypoints: info.entrypoints,
+            roots: info.roots,
+            content_hash: info.content_hash,
+            regorus_version: info.regorus_version,
+            modules: info.modules,
+        };
+        Ok(policy)
+    }
+
+    fn instantiate(&self) -> Result<PolicyInstance, EvalError> {
+        let max_memory = usize::try_from(self.limits.max_memory_mb).unwrap_or(usize::MAX) << 20;
+        let mut store = Store::new(self.pre.engine(), HostState::new(max_memory));
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        store.set_epoch_deadline(self.deadline_ticks());
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| EvalError::Instance(format!("{e:#}")))?;
+        Ok(PolicyInstance { store, bindings })
+    }
+
+    /// The deadline in epoch ticks.
+    fn deadline_ticks(&self) -> u64 {
+        let tick_ms = u64::try_from(super::EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
+        self.limits.eval_timeout_ms.div_ceil(tick_ms)
+    }
+
+    /// Creates and drops one instance; used by `sark bench` to time instantiation.
+    pub fn instantiate_once(&self) -> Result<(), EvalError> {
+        self.instantiate().map(drop)
+    }
+
+    /// Number of idle instances in the pool.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Runs `call` on an instance under the deadline and memory cap. A trap drops the
+    /// instance and becomes `Deadline`, `MemoryCap` or `Trap`.
+    fn with_instance<T>(
+        &self,
+        call: impl FnOnce(&mut Store<HostState>, &BundleBindings) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Result<T, EvalError> {
+        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut instance = match pooled {
+            Some(i) => i,
+            None => self.instantiate()?,
+        };
+        instance.store.set_epoch_deadline(self.deadline_ticks());
+        instance.store.data_mut().memory_cap_hit = false;
+        let outcome = call(&mut instance.store, &instance.bindings);
+        match outcome {
+            Ok(result) => {
+                if let Ok(mut idle) = self.idle.lock()
+                    && idle.len() < self.max_idle
+                {
+                    idle.push(instance);
+                }
+                result.map_err(|e| EvalError::Policy(from_wit(e)))
+            }
+            Err(trap) => {
+                let err = if instance.store.data().memory_cap_hit {
+                    EvalError::MemoryCap {
+                        max_mb: self.limits.max_memory_mb,
+                    }
+                } else if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    EvalError::Deadline {
+                        timeout_ms: self.limits.eval_timeout_ms,
+                    }
+                } else {
+                    EvalError::Trap(format!("{trap:#}"))
+                };
+                tracing::warn!(error = %err, "policy instance discarded after a trap");
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Evaluator for WasmPolicy {
+    fn path(&self) -> PathKind {
+        PathKind::Wasm
+    }
+
+    fn info(&self) -> &BundleInfo {
+        &self.info
+    }
+
+    fn evaluate(&self, entrypoint: &str, input_json: &str) -> Result<Option<String>, EvalError> {
+        check_input_size(&self.limits, input_json)?;
+        self.with_instance(|store, b| b.sark_policy_evaluator().call_evaluate(store, entrypoint, input_json))
+    }
+
+    fn query(&self, query: &str, input_json: &str) -> Result<String, EvalError> {
+        check_input_size(&self.limits, input_json)?;
+        self.with_instance(|store, b| b.sark_policy_evaluator().call_query(store, query, input_json))
+    }
+
+    fn run_tests(&self, filter: Option<&str>) -> Result<Vec<TestOutcome>, EvalError> {
+        let results = self.with_instance(|store, b| b.sark_policy_evaluator().call_run_tests(store, filter))?;
+        Ok(results
+            .into_iter()
+            .map(|t| TestOutcome {
+                package: t.package,
+                name: t.name,
+                file: t.file,
+                passed: t.passed,
+                message: t.message,
+                duration_ns: t.duration_ns,
+            })
+            .collect())
+    }
+}
+
+/// Maps the WIT error variant to the shared [`PolicyError`].
+pub(crate) fn from_wit(e: wit::Error) -> PolicyError {
+    match e {
+        wit::Error::Compile(c) => PolicyError::Compile {
+            message: c.message,
+            location: c.location.map(|l| Location {
+                file: l.file,
+                row: l.row,
+                col: l.col,
+            }),
+        },
+        wit::Error::UnknownEntrypoint(m) => PolicyError::UnknownEntrypoint(m),
+        wit::Error::InvalidInput(m) => PolicyError::InvalidInput(m),
+        wit::Error::Evaluation(m) => PolicyError::Evaluation(m),
+        wit::Error::LimitExceeded(m) => PolicyError::LimitExceeded(m),
+        wit::Error::Bundle(m) => PolicyError::Bundle(m),
+    }
+}
