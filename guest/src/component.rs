@@ -94,7 +94,7 @@ impl loader::Guest for Component {
         }
         let payload: Payload = serde_json::from_slice(&payload)
             .map_err(|e| wit::Error::Bundle(format!("malformed payload: {e}")))?;
-        let policy = PolicySet::load(payload).map_err(to_wit)?;
+        let policy = PolicySet::load_compiled(payload).map_err(to_wit)?;
         let info = info_to_wit(policy.info());
         POLICY.with(|cell| *cell.borrow_mut() = Some(policy));
         Ok(info)

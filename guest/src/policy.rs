@@ -3,7 +3,10 @@
 use crate::error::PolicyError;
 use crate::payload::{BundleInfo, PAYLOAD_FORMAT, Payload};
 use core::num::{NonZeroU32, NonZeroUsize};
-use regorus::{Engine, PolicyLengthConfig, Value};
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::RegoVM;
+use regorus::{Engine, PolicyLengthConfig, Rc, Value};
+use std::collections::BTreeMap;
 
 /// Policy size limits. Regorus's defaults (1,024 columns) reject valid OPA policies that
 /// embed JWTs or certificates on one line; OPA has no such limits, so ours are generous and
@@ -32,9 +35,10 @@ const MAX_POLICY_LINES: usize = 1 << 20;
 /// assert_eq!(set.evaluate("demo/allow", r#"{"user":"alice"}"#).unwrap().as_deref(), Some("true"));
 /// assert_eq!(set.evaluate("demo/allow", r#"{"user":"bob"}"#).unwrap(), None);
 /// ```
-#[derive(Clone)]
 pub struct PolicySet {
     engine: Engine,
+    /// Entrypoints precompiled to RVM programs (only with [`PolicySet::load_compiled`]).
+    programs: BTreeMap<String, RegoVM>,
     info: BundleInfo,
     /// `data.`-prefixed package paths of the modules.
     packages: Vec<String>,
@@ -48,6 +52,17 @@ impl PolicySet {
     /// Parses and compiles a payload. Fails with a located `Compile` error on a bad module
     /// and `UnknownEntrypoint` when a declared entrypoint names nothing in the bundle.
     pub fn load(payload: Payload) -> Result<Self, PolicyError> {
+        Self::load_with(payload, false)
+    }
+
+    /// Like [`PolicySet::load`], and also compiles every entrypoint to a Regorus VM (RVM)
+    /// program, which evaluates faster than the interpreter. Entrypoints the RVM compiler
+    /// cannot handle stay on the interpreter.
+    pub fn load_compiled(payload: Payload) -> Result<Self, PolicyError> {
+        Self::load_with(payload, true)
+    }
+
+    fn load_with(payload: Payload, compile: bool) -> Result<Self, PolicyError> {
         if payload.format != PAYLOAD_FORMAT {
             return Err(PolicyError::Bundle(format!(
                 "payload format {} is not supported (expected {PAYLOAD_FORMAT})",
@@ -93,7 +108,9 @@ impl PolicySet {
                 entrypoints.push(path);
             }
         }
+        let data_value = engine.get_data();
         let mut set = PolicySet {
+            programs: BTreeMap::new(),
             engine,
             info: BundleInfo {
                 revision: payload.revision,
@@ -117,7 +134,30 @@ impl PolicySet {
                 _ => {}
             }
         }
+        if compile {
+            for ep in set.info.entrypoints.clone() {
+                if let Some(vm) = set.compile_entrypoint(&ep, &data_value) {
+                    set.programs.insert(ep, vm);
+                }
+            }
+        }
         Ok(set)
+    }
+
+    /// Compiles one entrypoint to an RVM program with the bundle's data loaded.
+    fn compile_entrypoint(&mut self, entrypoint: &str, data: &Value) -> Option<RegoVM> {
+        let rule: Rc<str> = Rc::from(entrypoint);
+        let compiled = self.engine.compile_with_entrypoint(&rule).ok()?;
+        let program = Compiler::compile_from_policy(&compiled, &[entrypoint]).ok()?;
+        let mut vm = RegoVM::new_with_policy(compiled);
+        vm.load_program(program);
+        vm.set_data(data.clone()).ok()?;
+        Some(vm)
+    }
+
+    /// True when `entrypoint` runs as a precompiled RVM program.
+    pub fn is_compiled(&self, entrypoint: &str) -> bool {
+        self.programs.contains_key(&normalize_entrypoint(entrypoint))
     }
 
     /// Description of the bundle.
@@ -134,6 +174,14 @@ impl PolicySet {
     ) -> Result<Option<String>, PolicyError> {
         let input = parse_input(input_json)?;
         let path = normalize_entrypoint(entrypoint);
+        if let Some(vm) = self.programs.get_mut(&path) {
+            vm.set_input(input.clone());
+            // An RVM failure is re-run on the interpreter, so the RVM never reports an
+            // error the interpreter would not; the interpreter's error is the one returned.
+            if let Ok(value) = vm.execute_entry_point_by_name(&path) {
+                return Ok(to_json(value));
+            }
+        }
         self.engine.set_input(input);
         match self.engine.eval_rule(path.clone()) {
             Ok(value) => Ok(to_json(value)),
@@ -203,6 +251,20 @@ impl PolicySet {
     /// Mutable access to the engine for the unit-test runner.
     pub(crate) fn engine_mut(&mut self) -> &mut Engine {
         &mut self.engine
+    }
+}
+
+impl Clone for PolicySet {
+    /// Clones the interpreter state; RVM programs are not cloned (the clone interprets).
+    fn clone(&self) -> Self {
+        PolicySet {
+            engine: self.engine.clone(),
+            programs: BTreeMap::new(),
+            info: self.info.clone(),
+            packages: self.packages.clone(),
+            data_keys: self.data_keys.clone(),
+            modules: self.modules.clone(),
+        }
     }
 }
 
