@@ -30,7 +30,11 @@ fn main() {
 /// `sark health-check` works without any file.
 fn embed_example_policies() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest.join("..").join("policies").canonicalize().expect("policies/ exists");
+    let root = manifest
+        .join("..")
+        .join("policies")
+        .canonicalize()
+        .expect("policies/ exists");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     let mut stack = vec![root.clone()];
@@ -42,18 +46,31 @@ fn embed_example_policies() {
                 stack.push(path);
                 continue;
             }
-            let rel = path.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with(".rego") || name == "data.json" || name == "data.yaml" || rel == ".manifest" {
+            if name.ends_with(".rego")
+                || name == "data.json"
+                || name == "data.yaml"
+                || rel == ".manifest"
+            {
                 println!("cargo:rerun-if-changed={}", path.display());
                 files.push((rel, path));
             }
         }
     }
     files.sort();
-    let mut out = String::from("/// Files of the example policy set, embedded at build time.\npub static EXAMPLE_POLICY_FILES: &[(&str, &[u8])] = &[\n");
+    let mut out = String::from(
+        "/// Files of the example policy set, embedded at build time.\npub static EXAMPLE_POLICY_FILES: &[(&str, &[u8])] = &[\n",
+    );
     for (rel, path) in files {
-        out.push_str(&format!("    ({rel:?}, include_bytes!({:?})),\n", path.display().to_string()));
+        out.push_str(&format!(
+            "    ({rel:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
     }
     out.push_str("];\n");
     let dest = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("example_policies.rs");

@@ -19,7 +19,9 @@ thread_local! {
 
 struct Component;
 
-fn with_policy<T>(f: impl FnOnce(&mut PolicySet) -> Result<T, PolicyError>) -> Result<T, wit::Error> {
+fn with_policy<T>(
+    f: impl FnOnce(&mut PolicySet) -> Result<T, PolicyError>,
+) -> Result<T, wit::Error> {
     POLICY.with(|cell| match cell.borrow_mut().as_mut() {
         Some(policy) => f(policy).map_err(to_wit),
         None => Err(wit::Error::Bundle("no policy payload is loaded".into())),
@@ -90,7 +92,9 @@ impl evaluator::Guest for Component {
 impl loader::Guest for Component {
     fn load(payload: Vec<u8>) -> Result<wit::BundleInfo, wit::Error> {
         if POLICY.with(|cell| cell.borrow().is_some()) {
-            return Err(wit::Error::Bundle("a policy payload is already loaded".into()));
+            return Err(wit::Error::Bundle(
+                "a policy payload is already loaded".into(),
+            ));
         }
         let payload: Payload = serde_json::from_slice(&payload)
             .map_err(|e| wit::Error::Bundle(format!("malformed payload: {e}")))?;

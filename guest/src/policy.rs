@@ -42,8 +42,8 @@ pub struct PolicySet {
     info: BundleInfo,
     /// `data.`-prefixed package paths of the modules.
     packages: Vec<String>,
-    /// Top-level keys of the data document.
-    data_keys: Vec<String>,
+    /// The data document (for resolving data paths).
+    data: Value,
     /// Module sources, for the unit-test runner.
     pub(crate) modules: Vec<crate::ModuleSource>,
 }
@@ -121,7 +121,7 @@ impl PolicySet {
                 modules: payload.modules.iter().map(|m| m.path.clone()).collect(),
             },
             packages,
-            data_keys,
+            data: data_value.clone(),
             modules: payload.modules,
         };
         // Validate every entrypoint and warm the engine's caches with an empty input.
@@ -157,7 +157,8 @@ impl PolicySet {
 
     /// True when `entrypoint` runs as a precompiled RVM program.
     pub fn is_compiled(&self, entrypoint: &str) -> bool {
-        self.programs.contains_key(&normalize_entrypoint(entrypoint))
+        self.programs
+            .contains_key(&normalize_entrypoint(entrypoint))
     }
 
     /// Description of the bundle.
@@ -192,11 +193,17 @@ impl PolicySet {
         }
     }
 
-    /// Evaluates a path that is not a single rule: a package, a data document or a rule's
-    /// sub-path. A path under nothing the bundle defines is an unknown entrypoint.
+    /// Evaluates a path that is not a single rule: a package (or an ancestor of one), a
+    /// data document, or a path inside a rule's value (`pkg/decision/allow`). Anything else
+    /// is an unknown entrypoint.
     fn evaluate_document(&mut self, path: &str) -> Result<Option<String>, PolicyError> {
-        if !self.path_is_known(path) {
-            return Err(PolicyError::UnknownEntrypoint(path.to_string()));
+        let is_prefix_of = |prefix: &str, p: &str| {
+            p == prefix || (p.starts_with(prefix) && p[prefix.len()..].starts_with(['.', '[']))
+        };
+        let package_or_above =
+            path == "data" || self.packages.iter().any(|pkg| is_prefix_of(path, pkg));
+        if !package_or_above && !self.data_has(path) {
+            return self.evaluate_inside_rule(path);
         }
         let results = self
             .engine
@@ -212,21 +219,44 @@ impl PolicySet {
         Ok(to_json(value))
     }
 
-    /// True when `path` is `data`, a package, inside a package, above a package, or in data.
-    fn path_is_known(&self, path: &str) -> bool {
-        if path == "data" {
-            return true;
-        }
-        let under = |p: &str, prefix: &str| {
-            p == prefix || (p.starts_with(prefix) && p[prefix.len()..].starts_with(['.', '[']))
+    /// True when the data document has a value at dotted `path` (`data.a.b`).
+    fn data_has(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix("data.") else {
+            return false;
         };
-        self.packages
-            .iter()
-            .any(|pkg| under(path, pkg) || under(pkg, path))
-            || self
-                .data_keys
-                .iter()
-                .any(|k| under(path, &format!("data.{k}")))
+        if rest.contains('[') {
+            return false;
+        }
+        let mut node = &self.data;
+        for key in rest.split('.') {
+            node = &node[&Value::from(key)];
+            if *node == Value::Undefined {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Resolves `data.pkg.rule.a.b` as field `a.b` of rule `data.pkg.rule`.
+    fn evaluate_inside_rule(&mut self, path: &str) -> Result<Option<String>, PolicyError> {
+        let unknown = || PolicyError::UnknownEntrypoint(path.to_string());
+        if path.contains('[') {
+            return Err(unknown());
+        }
+        let parts: Vec<&str> = path.split('.').collect();
+        for split in (2..parts.len()).rev() {
+            match self.engine.eval_rule(parts[..split].join(".")) {
+                Ok(mut value) => {
+                    for key in &parts[split..] {
+                        value = value[&Value::from(*key)].clone();
+                    }
+                    return Ok(to_json(value));
+                }
+                Err(e) if format!("{e}").contains("not a valid rule path") => continue,
+                Err(e) => return Err(PolicyError::evaluation(&e)),
+            }
+        }
+        Err(unknown())
     }
 
     /// Evaluates an ad-hoc Rego query; returns OPA `opa eval`-shaped results as JSON.
@@ -262,7 +292,7 @@ impl Clone for PolicySet {
             programs: BTreeMap::new(),
             info: self.info.clone(),
             packages: self.packages.clone(),
-            data_keys: self.data_keys.clone(),
+            data: self.data.clone(),
             modules: self.modules.clone(),
         }
     }
@@ -300,7 +330,9 @@ pub fn normalize_entrypoint(entrypoint: &str) -> String {
     }
     let e = e.trim_start_matches('/');
     // `data/x/y` names the same document as `x/y`.
-    let e = e.strip_prefix("data/").unwrap_or(if e == "data" { "" } else { e });
+    let e = e
+        .strip_prefix("data/")
+        .unwrap_or(if e == "data" { "" } else { e });
     let mut path = String::from("data");
     for seg in e.split('/').filter(|s| !s.is_empty()) {
         if is_identifier(seg) {
@@ -327,9 +359,15 @@ mod tests {
 
     #[test]
     fn entrypoints_normalize_to_data_paths() {
-        assert_eq!(normalize_entrypoint("mcp/gateway/allow"), "data.mcp.gateway.allow");
+        assert_eq!(
+            normalize_entrypoint("mcp/gateway/allow"),
+            "data.mcp.gateway.allow"
+        );
         assert_eq!(normalize_entrypoint("/mcp/gateway"), "data.mcp.gateway");
-        assert_eq!(normalize_entrypoint("data.mcp.gateway.allow"), "data.mcp.gateway.allow");
+        assert_eq!(
+            normalize_entrypoint("data.mcp.gateway.allow"),
+            "data.mcp.gateway.allow"
+        );
         assert_eq!(normalize_entrypoint("data/mcp/x"), "data.mcp.x");
         assert_eq!(normalize_entrypoint("a/1.0/b"), "data.a[\"1.0\"].b");
         assert_eq!(normalize_entrypoint(""), "data");

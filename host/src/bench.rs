@@ -91,7 +91,10 @@ pub fn run(
         let s = bench_path(*ev, entrypoint, input_json, duration)?;
         paths.insert(ev.path().as_str().to_string(), s);
     }
-    let ratio = match (paths.get(PathKind::Wasm.as_str()), paths.get(PathKind::Native.as_str())) {
+    let ratio = match (
+        paths.get(PathKind::Wasm.as_str()),
+        paths.get(PathKind::Native.as_str()),
+    ) {
         (Some(w), Some(n)) if n.median_us > 0.0 => Some(w.median_us / n.median_us),
         _ => None,
     };
@@ -121,7 +124,10 @@ mod tests {
 
     #[test]
     fn percentiles_of_known_samples() {
-        let s = stats((1..=100).map(|i| i * 1000).collect(), Duration::from_secs(1));
+        let s = stats(
+            (1..=100).map(|i| i * 1000).collect(),
+            Duration::from_secs(1),
+        );
         assert_eq!(s.median_us, 50.0);
         assert_eq!(s.p95_us, 95.0);
         assert_eq!(s.p99_us, 99.0);

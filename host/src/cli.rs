@@ -157,7 +157,14 @@ pub fn run() -> Result<ExitCode> {
             output,
             entrypoints,
             revision,
-        } => cmd_build(&dir, &output, BuildOptions { entrypoints, revision }),
+        } => cmd_build(
+            &dir,
+            &output,
+            BuildOptions {
+                entrypoints,
+                revision,
+            },
+        ),
         Command::Eval {
             bundle,
             entrypoint,
@@ -198,10 +205,14 @@ fn read_input(input: Option<&Path>) -> Result<String> {
         None => Ok(String::new()),
         Some(p) if p == Path::new("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading input from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading input from stdin")?;
             Ok(s)
         }
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading input {}", p.display())),
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading input {}", p.display()))
+        }
     }
 }
 
@@ -238,7 +249,11 @@ fn cmd_build(dir: &Path, output: &Path, options: BuildOptions) -> Result<ExitCod
 fn load_evaluator(bundle: &Bundle, path: PathKind, config: &Config) -> Result<Box<dyn Evaluator>> {
     Ok(match path {
         PathKind::Wasm => Box::new(load_wasm(bundle, config)?.0),
-        PathKind::Native => Box::new(NativePolicy::load(bundle, config.limits, default_pool_size())?),
+        PathKind::Native => Box::new(NativePolicy::load(
+            bundle,
+            config.limits,
+            default_pool_size(),
+        )?),
     })
 }
 
@@ -281,7 +296,7 @@ fn cmd_eval(
 fn cmd_inspect(bundle_path: &Path, format: Format) -> Result<ExitCode> {
     let bundle = Bundle::read(bundle_path)?;
     let m = bundle.manifest();
-    let imports = component_imports(bundle.component_bytes())?;
+    let imports = bundle.imports()?;
     if format == Format::Json {
         let mut v = serde_json::to_value(m)?;
         v["file_bytes"] = bundle.bytes().len().into();
@@ -295,7 +310,14 @@ fn cmd_inspect(bundle_path: &Path, format: Format) -> Result<ExitCode> {
     println!("revision:        {}", m.revision);
     println!("content hash:    sha256:{}", m.content_hash);
     println!("entrypoints:     {}", m.entrypoints.join(", "));
-    println!("roots:           {}", if m.roots.is_empty() { "(all)".to_string() } else { m.roots.join(", ") });
+    println!(
+        "roots:           {}",
+        if m.roots.is_empty() {
+            "(all)".to_string()
+        } else {
+            m.roots.join(", ")
+        }
+    );
     println!("regorus:         {}", m.regorus_version);
     println!("built by:        sark {}", m.sark_version);
     println!(
@@ -319,36 +341,12 @@ fn cmd_inspect(bundle_path: &Path, format: Format) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Names of the component's top-level imports (the WASI interfaces it needs).
-pub fn component_imports(component: &[u8]) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    let mut parser = wasmparser::Parser::new(0);
-    let mut offset = 0;
-    loop {
-        match parser.parse(&component[offset..], true)? {
-            wasmparser::Chunk::NeedMoreData(_) => bail!("truncated component"),
-            wasmparser::Chunk::Parsed { consumed, payload } => {
-                offset += consumed;
-                match payload {
-                    wasmparser::Payload::ModuleSection { unchecked_range, .. }
-                    | wasmparser::Payload::ComponentSection { unchecked_range, .. } => {
-                        offset += unchecked_range.len();
-                    }
-                    wasmparser::Payload::ComponentImportSection(reader) => {
-                        for import in reader {
-                            names.push(import?.name.name.to_string());
-                        }
-                    }
-                    wasmparser::Payload::End(_) => break,
-                    _ => {}
-                }
-            }
-        }
-    }
-    Ok(names)
-}
-
-fn cmd_test(target: &Path, verbose: bool, filter: Option<String>, path: PathKind) -> Result<ExitCode> {
+fn cmd_test(
+    target: &Path,
+    verbose: bool,
+    filter: Option<String>,
+    path: PathKind,
+) -> Result<ExitCode> {
     let is_bundle = target.extension().is_some_and(|e| e == "wasm");
     let bundle = if is_bundle {
         Bundle::read(target)?
@@ -415,7 +413,11 @@ fn cmd_bench(
         BenchPath::Native => None,
     };
     let native = match which {
-        BenchPath::Native | BenchPath::All => Some(NativePolicy::load(&bundle, config.limits, default_pool_size())?),
+        BenchPath::Native | BenchPath::All => Some(NativePolicy::load(
+            &bundle,
+            config.limits,
+            default_pool_size(),
+        )?),
         BenchPath::Wasm => None,
     };
     let mut evaluators: Vec<&dyn Evaluator> = Vec::new();
@@ -431,7 +433,9 @@ fn cmd_bench(
         entrypoint,
         &input,
         duration,
-        instantiate.as_ref().map(|f| f as &dyn Fn() -> Result<(), crate::EvalError>),
+        instantiate
+            .as_ref()
+            .map(|f| f as &dyn Fn() -> Result<(), crate::EvalError>),
     )?;
     if format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -460,7 +464,10 @@ fn cmd_health(bundle_path: Option<PathBuf>) -> Result<ExitCode> {
     let started = Instant::now();
     let bundle = match bundle_path {
         Some(p) => Bundle::read(&p)?,
-        None => build_bundle(&crate::bundle::source::example_policies(), &BuildOptions::default())?,
+        None => build_bundle(
+            &crate::bundle::source::example_policies(),
+            &BuildOptions::default(),
+        )?,
     };
     let config = Config::default();
     let mut healthy = true;
@@ -469,20 +476,37 @@ fn cmd_health(bundle_path: Option<PathBuf>) -> Result<ExitCode> {
             for ep in &bundle.manifest().entrypoints {
                 match ev.evaluate(ep, "{}") {
                     Ok(_) => {}
-                    Err(e) if !e.is_component_failure() && !matches!(e, crate::EvalError::Policy(sark_guest::PolicyError::UnknownEntrypoint(_))) => {}
+                    Err(e)
+                        if !e.is_component_failure()
+                            && !matches!(
+                                e,
+                                crate::EvalError::Policy(
+                                    sark_guest::PolicyError::UnknownEntrypoint(_)
+                                )
+                            ) => {}
                     Err(e) => bail!("{ep}: {e}"),
                 }
             }
             Ok(())
         });
         match outcome {
-            Ok(()) => println!("{path}: OK ({} entrypoints)", bundle.manifest().entrypoints.len()),
+            Ok(()) => println!(
+                "{path}: OK ({} entrypoints)",
+                bundle.manifest().entrypoints.len()
+            ),
             Err(e) => {
                 healthy = false;
                 println!("{path}: FAILED: {e:#}");
             }
         }
     }
-    println!("checked in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "checked in {:.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

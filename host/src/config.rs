@@ -143,8 +143,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         for (name, pct) in [
-            ("features.wasm_engine.rollout_percentage", self.features.wasm_engine.rollout_percentage),
-            ("features.decision_cache.rollout_percentage", self.features.decision_cache.rollout_percentage),
+            (
+                "features.wasm_engine.rollout_percentage",
+                self.features.wasm_engine.rollout_percentage,
+            ),
+            (
+                "features.decision_cache.rollout_percentage",
+                self.features.decision_cache.rollout_percentage,
+            ),
         ] {
             if pct > 100 {
                 return Err(format!("{name} must be between 0 and 100, got {pct}"));
@@ -196,7 +202,9 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_refused() {
-        assert!(Config::from_yaml("features: { wasm_engine: { rollout_percentage: 101 } }").is_err());
+        assert!(
+            Config::from_yaml("features: { wasm_engine: { rollout_percentage: 101 } }").is_err()
+        );
         assert!(Config::from_yaml("limits: { eval_timeout_ms: 0 }").is_err());
     }
 }

@@ -43,7 +43,10 @@ impl NativePolicy {
         })
     }
 
-    fn with_set<T>(&self, f: impl FnOnce(&mut PolicySet) -> Result<T, PolicyError>) -> Result<T, EvalError> {
+    fn with_set<T>(
+        &self,
+        f: impl FnOnce(&mut PolicySet) -> Result<T, PolicyError>,
+    ) -> Result<T, EvalError> {
         let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
         let mut set = match pooled {
             Some(s) => s,

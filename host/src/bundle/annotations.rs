@@ -34,7 +34,9 @@ pub fn entrypoints(file: &str, source: &str) -> Result<Vec<String>, BuildError> 
         let next = lines[i..].iter().map(|l| l.trim()).find(|l| !l.is_empty());
         let scope = meta.get("scope").and_then(|v| v.as_str());
         let Some(package) = package.as_deref() else {
-            return Err(BuildError::Source(format!("{file}: METADATA entrypoint without a package")));
+            return Err(BuildError::Source(format!(
+                "{file}: METADATA entrypoint without a package"
+            )));
         };
         let path = match (scope, next) {
             (Some("package" | "subpackages"), _) => format!("data.{package}"),

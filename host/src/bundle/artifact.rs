@@ -100,14 +100,20 @@ impl Bundle {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, BundleError> {
         let sections = top_level_custom_sections(&bytes)?;
         let find = |name: &str| {
-            sections.iter().rev().find(|s| s.name == name).cloned().ok_or_else(|| {
-                BundleError::NotABundle(format!("the component has no `{name}` section"))
-            })
+            sections
+                .iter()
+                .rev()
+                .find(|s| s.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    BundleError::NotABundle(format!("the component has no `{name}` section"))
+                })
         };
         let manifest_section = find(MANIFEST_SECTION)?;
         let payload_section = find(PAYLOAD_SECTION)?;
-        let manifest: BundleManifest = serde_json::from_slice(&bytes[manifest_section.data.clone()])
-            .map_err(|e| BundleError::Tampered(format!("the manifest is not valid: {e}")))?;
+        let manifest: BundleManifest =
+            serde_json::from_slice(&bytes[manifest_section.data.clone()])
+                .map_err(|e| BundleError::Tampered(format!("the manifest is not valid: {e}")))?;
         if manifest.format != MANIFEST_FORMAT {
             return Err(BundleError::NotABundle(format!(
                 "manifest format {} is not supported by this sark (expected {MANIFEST_FORMAT})",
@@ -161,6 +167,11 @@ impl Bundle {
             .map_err(|e| BundleError::Tampered(format!("the payload is not valid: {e}")))
     }
 
+    /// Names of the component's imports.
+    pub fn imports(&self) -> Result<Vec<String>, BundleError> {
+        component_imports(self.component_bytes())
+    }
+
     /// Size of the payload section's contents.
     pub fn payload_len(&self) -> usize {
         self.payload.len()
@@ -195,13 +206,15 @@ fn leb128(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
-/// Lists the custom sections at the top level of a component, without descending into
-/// nested modules; fails on truncated or malformed framing.
-pub fn top_level_custom_sections(bytes: &[u8]) -> Result<Vec<CustomSection>, BundleError> {
+/// Visits the top-level sections of a component (not descending into nested modules or
+/// components) with each section's start offset; fails on truncated or malformed framing
+/// and on trailing bytes.
+fn walk_top_level(
+    bytes: &[u8],
+    mut visit: impl FnMut(&Section<'_>, usize) -> Result<(), BundleError>,
+) -> Result<(), BundleError> {
     let mut parser = Parser::new(0);
     let mut offset = 0usize;
-    let mut found = Vec::new();
-    let mut is_component = false;
     loop {
         let chunk = parser
             .parse(&bytes[offset..], true)
@@ -214,25 +227,30 @@ pub fn top_level_custom_sections(bytes: &[u8]) -> Result<Vec<CustomSection>, Bun
         };
         let start = offset;
         offset += consumed;
-        match payload {
+        match &payload {
             Section::Version { encoding, .. } => {
-                is_component = encoding == wasmparser::Encoding::Component;
+                if *encoding != wasmparser::Encoding::Component {
+                    return Err(BundleError::NotABundle(
+                        "a core module, not a component".into(),
+                    ));
+                }
             }
-            Section::ModuleSection { unchecked_range, .. }
-            | Section::ComponentSection { unchecked_range, .. } => {
-                offset += unchecked_range.len();
+            Section::ModuleSection {
+                unchecked_range, ..
             }
-            Section::CustomSection(reader) => found.push(CustomSection {
-                name: reader.name().to_string(),
-                start,
-                data: reader.data_offset()..reader.data_offset() + reader.data().len(),
-            }),
+            | Section::ComponentSection {
+                unchecked_range, ..
+            } => {
+                // The outer parser continues after the nested item; skip its bytes.
+                offset = offset
+                    .checked_add(unchecked_range.len())
+                    .filter(|end| *end <= bytes.len())
+                    .ok_or_else(|| BundleError::Malformed("unexpected end of file".into()))?;
+            }
             Section::End(_) => break,
             _ => {}
         }
-    }
-    if !is_component {
-        return Err(BundleError::NotABundle("a core module, not a component".into()));
+        visit(&payload, start)?;
     }
     if offset != bytes.len() {
         return Err(BundleError::Malformed(format!(
@@ -240,5 +258,36 @@ pub fn top_level_custom_sections(bytes: &[u8]) -> Result<Vec<CustomSection>, Bun
             bytes.len() - offset
         )));
     }
+    Ok(())
+}
+
+/// Lists the custom sections at the top level of a component.
+pub fn top_level_custom_sections(bytes: &[u8]) -> Result<Vec<CustomSection>, BundleError> {
+    let mut found = Vec::new();
+    walk_top_level(bytes, |section, start| {
+        if let Section::CustomSection(reader) = section {
+            found.push(CustomSection {
+                name: reader.name().to_string(),
+                start,
+                data: reader.data_offset()..reader.data_offset() + reader.data().len(),
+            });
+        }
+        Ok(())
+    })?;
     Ok(found)
+}
+
+/// Names of a component's top-level imports (the WASI interfaces it needs).
+pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>, BundleError> {
+    let mut names = Vec::new();
+    walk_top_level(bytes, |section, _| {
+        if let Section::ComponentImportSection(reader) = section {
+            for import in reader.clone() {
+                let import = import.map_err(|e| BundleError::Malformed(e.to_string()))?;
+                names.push(import.name.name.to_string());
+            }
+        }
+        Ok(())
+    })?;
+    Ok(names)
 }

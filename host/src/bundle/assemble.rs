@@ -112,7 +112,11 @@ fn merge(into: &mut Value, value: Value, at: &str, file: &str) -> Result<(), Bui
     match (into, value) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
-                let at = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                let at = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
                 match a.get_mut(&k) {
                     Some(existing) => merge(existing, v, &at, file)?,
                     None => {
@@ -122,7 +126,9 @@ fn merge(into: &mut Value, value: Value, at: &str, file: &str) -> Result<(), Bui
             }
             Ok(())
         }
-        (slot @ Value::Object(_), v) if slot.as_object().is_some_and(|o| o.is_empty()) && !at.is_empty() => {
+        (slot @ Value::Object(_), v)
+            if slot.as_object().is_some_and(|o| o.is_empty()) && !at.is_empty() =>
+        {
             *slot = v;
             Ok(())
         }
@@ -166,14 +172,20 @@ mod tests {
             ("data.json", r#"{"a": {"b": 1}}"#),
             ("a/data.json", r#"{"b": 2}"#),
         ]);
-        let err = assemble(&s, &BuildOptions::default()).err().unwrap().to_string();
+        let err = assemble(&s, &BuildOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("data conflict at data.a.b"), "{err}");
     }
 
     #[test]
     fn manifest_and_flags_set_revision_and_entrypoints() {
         let s = set(&[
-            ("p.rego", "package p\n# METADATA\n# entrypoint: true\nallow := true\n"),
+            (
+                "p.rego",
+                "package p\n# METADATA\n# entrypoint: true\nallow := true\n",
+            ),
             (".manifest", r#"{"revision": "r7", "roots": ["p"]}"#),
         ]);
         let opts = BuildOptions {

@@ -93,7 +93,9 @@ fn snapshot(
 ) -> Result<Vec<u8>, BuildError> {
     let component_err = |e: wasmtime::Error| BuildError::Component(anyhow::anyhow!("{e:#}"));
     let wizer = Wizer::new();
-    let (cx, instrumented) = wizer.instrument_component(evaluator).map_err(component_err)?;
+    let (cx, instrumented) = wizer
+        .instrument_component(evaluator)
+        .map_err(component_err)?;
 
     let engine = Engine::new(&Config::new()).map_err(component_err)?;
     let component = match cache {
@@ -103,7 +105,9 @@ fn snapshot(
                 .map_err(component_err)?
                 .0
         }
-        None => wasmtime::component::Component::new(&engine, &instrumented).map_err(component_err)?,
+        None => {
+            wasmtime::component::Component::new(&engine, &instrumented).map_err(component_err)?
+        }
     };
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(component_err)?;
@@ -118,7 +122,9 @@ fn snapshot(
         .build();
     let mut store = Store::new(&engine, HostState::with_wasi(wasi, BUILD_MEMORY_BYTES));
     store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-    let instance = linker.instantiate(&mut store, &component).map_err(component_err)?;
+    let instance = linker
+        .instantiate(&mut store, &component)
+        .map_err(component_err)?;
     let core = EvaluatorCore::new(&mut store, &instance).map_err(component_err)?;
     core.sark_policy_loader()
         .call_load(&mut store, payload)

@@ -77,18 +77,21 @@ impl SourceSet {
         let file = std::fs::File::open(path).map_err(|e| BuildError::io(path, e))?;
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
         let mut set = SourceSet::default();
-        let entries = archive
-            .entries()
-            .map_err(|e| BuildError::Source(format!("{}: not a .tar.gz bundle: {e}", path.display())))?;
+        let entries = archive.entries().map_err(|e| {
+            BuildError::Source(format!("{}: not a .tar.gz bundle: {e}", path.display()))
+        })?;
         for entry in entries {
-            let mut entry = entry
-                .map_err(|e| BuildError::Source(format!("{}: corrupt archive: {e}", path.display())))?;
+            let mut entry = entry.map_err(|e| {
+                BuildError::Source(format!("{}: corrupt archive: {e}", path.display()))
+            })?;
             if !entry.header().entry_type().is_file() {
                 continue;
             }
             let name = entry
                 .path()
-                .map_err(|e| BuildError::Source(format!("{}: bad entry name: {e}", path.display())))?
+                .map_err(|e| {
+                    BuildError::Source(format!("{}: bad entry name: {e}", path.display()))
+                })?
                 .into_owned();
             let mut parts = Vec::new();
             for c in name.components() {
@@ -109,12 +112,14 @@ impl SourceSet {
                 continue;
             }
             if entry.size() > MAX_FILE_BYTES {
-                return Err(BuildError::Source(format!("{rel} is larger than {MAX_FILE_BYTES} bytes")));
+                return Err(BuildError::Source(format!(
+                    "{rel} is larger than {MAX_FILE_BYTES} bytes"
+                )));
             }
             let mut bytes = Vec::new();
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| BuildError::Source(format!("{}: reading {rel}: {e}", path.display())))?;
+            entry.read_to_end(&mut bytes).map_err(|e| {
+                BuildError::Source(format!("{}: reading {rel}: {e}", path.display()))
+            })?;
             set.files.insert(rel, bytes);
         }
         Ok(set)
@@ -160,9 +165,12 @@ pub fn example_policies() -> SourceSet {
 }
 
 fn relative(root: &Path, path: &Path) -> Result<String, BuildError> {
-    let rel = path
-        .strip_prefix(root)
-        .map_err(|_| BuildError::Source(format!("{} is outside the policy directory", path.display())))?;
+    let rel = path.strip_prefix(root).map_err(|_| {
+        BuildError::Source(format!(
+            "{} is outside the policy directory",
+            path.display()
+        ))
+    })?;
     let parts: Vec<String> = rel
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -176,7 +184,9 @@ fn parent_of(rel: &str) -> &str {
 
 /// Hidden directories (`.git`, `.opa`) are skipped, as `opa build` does.
 fn is_hidden(rel_dir: &str) -> bool {
-    rel_dir.split('/').any(|p| p.starts_with('.') && p.len() > 1)
+    rel_dir
+        .split('/')
+        .any(|p| p.starts_with('.') && p.len() > 1)
 }
 
 fn wanted(rel: &str) -> bool {

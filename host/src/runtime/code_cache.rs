@@ -56,13 +56,17 @@ impl CodeCache {
         wasm: &[u8],
         digest: &str,
     ) -> wasmtime::Result<(Component, bool)> {
-        let path = self.dir.join(format!("{}.cwasm", cache_key(engine, digest)));
+        let path = self
+            .dir
+            .join(format!("{}.cwasm", cache_key(engine, digest)));
         if path.is_file() {
             // SAFETY: the file was written by `Component::serialize` for an engine with the
             // same compatibility hash (part of the key), in a directory only we can write.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, true)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unreadable compiled-code cache entry"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unreadable compiled-code cache entry")
+                }
             }
         }
         let component = Component::new(engine, wasm)?;

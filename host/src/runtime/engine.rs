@@ -20,8 +20,8 @@ const POOL_COMPONENT_INSTANCES: u32 = 64;
 /// Core instances inside one component instance (the evaluator has a handful of shims).
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
-/// Stops the ticker thread when the runtime is dropped.
-struct Ticker {
+/// Stops the ticker thread when the runtime and every policy loaded from it are dropped.
+pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
 }
 
@@ -38,7 +38,7 @@ pub struct WasmRuntime {
     linker: Linker<HostState>,
     limits: Limits,
     cache: Option<CodeCache>,
-    _ticker: Ticker,
+    ticker: Arc<Ticker>,
 }
 
 impl WasmRuntime {
@@ -84,7 +84,7 @@ impl WasmRuntime {
             linker,
             limits,
             cache,
-            _ticker: Ticker { stop },
+            ticker: Arc::new(Ticker { stop }),
         })
     }
 
@@ -109,8 +109,13 @@ impl WasmRuntime {
                 false,
             ),
         };
+        if cached {
+            tracing::debug!(digest = %digest, "loaded the compiled bundle component from the cache");
+        } else {
+            tracing::debug!(digest = %digest, "compiled the bundle component");
+        }
         let pre = self.linker.instantiate_pre(&component)?;
-        let policy = WasmPolicy::new(pre, self.limits, pool_size)?;
+        let policy = WasmPolicy::new(pre, self.limits, pool_size, self.ticker.clone())?;
         Ok((policy, cached))
     }
 }

@@ -4,10 +4,11 @@
 use super::HostState;
 use super::bindings::sark::policy::types as wit;
 use super::bindings::{Bundle as BundleBindings, BundlePre};
+use super::engine::Ticker;
 use crate::config::Limits;
 use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
 use sark_guest::{BundleInfo, Location, PolicyError, TestOutcome};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
@@ -26,6 +27,8 @@ pub struct WasmPolicy {
     idle: Mutex<Vec<PolicyInstance>>,
     max_idle: usize,
     info: BundleInfo,
+    /// Keeps the epoch ticker running while this policy can evaluate.
+    _ticker: Arc<Ticker>,
 }
 
 impl WasmPolicy {
@@ -33,6 +36,7 @@ impl WasmPolicy {
         pre: InstancePre<HostState>,
         limits: Limits,
         max_idle: usize,
+        ticker: Arc<Ticker>,
     ) -> wasmtime::Result<Self> {
         let pre = BundlePre::new(pre)?;
         let mut policy = WasmPolicy {
@@ -40,6 +44,7 @@ impl WasmPolicy {
             limits,
             idle: Mutex::new(Vec::new()),
             max_idle: max_idle.max(1),
+            _ticker: ticker,
             info: BundleInfo {
                 revision: String::new(),
                 entrypoints: vec![],
@@ -77,7 +82,9 @@ impl WasmPolicy {
 
     /// The deadline in epoch ticks.
     fn deadline_ticks(&self) -> u64 {
-        let tick_ms = u64::try_from(super::EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
+        let tick_ms = u64::try_from(super::EPOCH_TICK.as_millis())
+            .unwrap_or(1)
+            .max(1);
         self.limits.eval_timeout_ms.div_ceil(tick_ms)
     }
 
@@ -95,7 +102,10 @@ impl WasmPolicy {
     /// instance and becomes `Deadline`, `MemoryCap` or `Trap`.
     fn with_instance<T>(
         &self,
-        call: impl FnOnce(&mut Store<HostState>, &BundleBindings) -> wasmtime::Result<Result<T, wit::Error>>,
+        call: impl FnOnce(
+            &mut Store<HostState>,
+            &BundleBindings,
+        ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, EvalError> {
         let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
         let mut instance = match pooled {
@@ -124,7 +134,7 @@ impl WasmPolicy {
                         timeout_ms: self.limits.eval_timeout_ms,
                     }
                 } else {
-                    EvalError::Trap(format!("{trap:#}"))
+                    EvalError::Trap(describe_trap(&trap))
                 };
                 tracing::warn!(error = %err, "policy instance discarded after a trap");
                 Err(err)
@@ -144,16 +154,23 @@ impl Evaluator for WasmPolicy {
 
     fn evaluate(&self, entrypoint: &str, input_json: &str) -> Result<Option<String>, EvalError> {
         check_input_size(&self.limits, input_json)?;
-        self.with_instance(|store, b| b.sark_policy_evaluator().call_evaluate(store, entrypoint, input_json))
+        self.with_instance(|store, b| {
+            b.sark_policy_evaluator()
+                .call_evaluate(store, entrypoint, input_json)
+        })
     }
 
     fn query(&self, query: &str, input_json: &str) -> Result<String, EvalError> {
         check_input_size(&self.limits, input_json)?;
-        self.with_instance(|store, b| b.sark_policy_evaluator().call_query(store, query, input_json))
+        self.with_instance(|store, b| {
+            b.sark_policy_evaluator()
+                .call_query(store, query, input_json)
+        })
     }
 
     fn run_tests(&self, filter: Option<&str>) -> Result<Vec<TestOutcome>, EvalError> {
-        let results = self.with_instance(|store, b| b.sark_policy_evaluator().call_run_tests(store, filter))?;
+        let results =
+            self.with_instance(|store, b| b.sark_policy_evaluator().call_run_tests(store, filter))?;
         Ok(results
             .into_iter()
             .map(|t| TestOutcome {
@@ -165,6 +182,29 @@ impl Evaluator for WasmPolicy {
                 duration_ns: t.duration_ns,
             })
             .collect())
+    }
+}
+
+/// One line for a trap: its cause, and the innermost evaluator function when known
+/// (the full wasm backtrace goes to the debug log only).
+fn describe_trap(trap: &wasmtime::Error) -> String {
+    tracing::debug!(error = ?trap, "component trap");
+    let cause = trap.root_cause().to_string();
+    let panicked = format!("{trap:?}").contains("rust_panic");
+    let frame = trap
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|bt| {
+            bt.frames()
+                .iter()
+                .filter_map(|f| f.func_name())
+                .find(|n| n.contains("regorus") || n.contains("sark_guest"))
+                .map(str::to_string)
+        });
+    match (panicked, frame) {
+        (true, Some(f)) => format!("{cause} (the evaluator panicked in {f})"),
+        (true, None) => format!("{cause} (the evaluator panicked)"),
+        (false, Some(f)) => format!("{cause} (in {f})"),
+        (false, None) => cause,
     }
 }
 

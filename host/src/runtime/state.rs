@@ -21,7 +21,10 @@ pub struct HostState {
 impl HostState {
     /// A state for evaluation: WASI with real clocks and randomness and nothing else.
     pub fn new(max_memory_bytes: usize) -> Self {
-        Self::with_wasi(wasmtime_wasi::WasiCtxBuilder::new().build(), max_memory_bytes)
+        Self::with_wasi(
+            wasmtime_wasi::WasiCtxBuilder::new().build(),
+            max_memory_bytes,
+        )
     }
 
     /// A state around a prepared WASI context (the builder uses a deterministic one).

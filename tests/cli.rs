@@ -1,0 +1,595 @@
+//! End-to-end tests of the `sark` binary on the real component.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn gateway_decisions_allow_and_deny() {
+    let bundle = example_bundle().to_str().unwrap();
+    let allow = json(&ok(&[
+        "eval",
+        bundle,
+        "-e",
+        "mcp/gateway/decision",
+        "-i",
+        root()
+            .join("policies/samples/developer-create-issue.json")
+            .to_str()
+            .unwrap(),
+    ]));
+    assert_eq!(allow["result"]["allow"], true);
+    assert_eq!(allow["result"]["cache_ttl"], 180);
+    assert_eq!(
+        allow["result"]["filtered_parameters"],
+        serde_json::json!({"title": "Login fails"})
+    );
+
+    let deny = json(&ok(&[
+        "eval",
+        bundle,
+        "-e",
+        "data.mcp.gateway.decision",
+        "-i",
+        root()
+            .join("policies/samples/viewer-write-denied.json")
+            .to_str()
+            .unwrap(),
+    ]));
+    assert_eq!(deny["result"]["allow"], false);
+    assert_eq!(
+        deny["result"]["reasons"],
+        serde_json::json!(["role viewer may not perform write operations"])
+    );
+}
+
+#[test]
+fn undefined_is_not_false() {
+    let dir = scratch("undefined");
+    let bundle = dir.join("basic.wasm");
+    build(&fixture("basic"), &bundle, &[]);
+    let input = dir.join("input.json");
+    std::fs::write(&input, r#"{"a": 2}"#).unwrap();
+    let b = bundle.to_str().unwrap();
+    let i = input.to_str().unwrap();
+    for path in ["wasm", "native"] {
+        // `maybe` has no value for this input: no `result` key at all.
+        assert_eq!(
+            json(&ok(&[
+                "eval",
+                b,
+                "-e",
+                "basic/maybe",
+                "-i",
+                i,
+                "--path",
+                path
+            ])),
+            serde_json::json!({})
+        );
+        // `flag` has a default: false is a value.
+        assert_eq!(
+            json(&ok(&[
+                "eval",
+                b,
+                "-e",
+                "basic/flag",
+                "-i",
+                i,
+                "--path",
+                path
+            ])),
+            serde_json::json!({"result": false})
+        );
+    }
+}
+
+#[test]
+fn malformed_input_is_a_clear_error() {
+    let dir = scratch("malformed");
+    let input = dir.join("bad.json");
+    std::fs::write(&input, r#"{"user": "#).unwrap();
+    let bundle = example_bundle().to_str().unwrap();
+    for path in ["wasm", "native"] {
+        let err = fails(&[
+            "eval",
+            bundle,
+            "-e",
+            "mcp/gateway/allow",
+            "-i",
+            input.to_str().unwrap(),
+            "--path",
+            path,
+        ]);
+        assert!(err.contains("invalid input"), "{path}: {err}");
+    }
+}
+
+#[test]
+fn unknown_entrypoint_is_a_typed_error() {
+    let bundle = example_bundle().to_str().unwrap();
+    let input = root().join("policies/samples/developer-create-issue.json");
+    for path in ["wasm", "native"] {
+        let err = fails(&[
+            "eval",
+            bundle,
+            "-e",
+            "mcp/gateway/no_such_rule",
+            "-i",
+            input.to_str().unwrap(),
+            "--path",
+            path,
+        ]);
+        assert!(
+            err.contains("unknown entrypoint `data.mcp.gateway.no_such_rule`"),
+            "{path}: {err}"
+        );
+    }
+}
+
+#[test]
+fn evaluation_errors_are_reported_not_trapped() {
+    let dir = scratch("conflict");
+    let bundle = dir.join("basic.wasm");
+    build(&fixture("basic"), &bundle, &[]);
+    let input = dir.join("input.json");
+    std::fs::write(&input, r#"{"c": true}"#).unwrap();
+    let err = fails(&[
+        "eval",
+        bundle.to_str().unwrap(),
+        "-e",
+        "basic/conflict",
+        "-i",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("evaluation error") && err.contains("conflict"),
+        "{err}"
+    );
+    assert!(!err.contains("trapped"), "{err}");
+}
+
+#[test]
+fn syntax_error_is_reported_with_file_row_col() {
+    let dir = scratch("syntax");
+    let err = fails(&[
+        "build",
+        fixture("broken_syntax").to_str().unwrap(),
+        "-o",
+        dir.join("b.wasm").to_str().unwrap(),
+    ]);
+    assert!(err.contains("broken.rego:5:1"), "{err}");
+    assert!(
+        !dir.join("b.wasm").exists(),
+        "no bundle is written on error"
+    );
+}
+
+#[test]
+fn truncated_and_tampered_bundles_are_refused() {
+    let dir = scratch("tamper");
+    let bytes = std::fs::read(example_bundle()).unwrap();
+    let input = root().join("policies/samples/developer-create-issue.json");
+    let input = input.to_str().unwrap();
+
+    let truncated = dir.join("truncated.wasm");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = fails(&[
+        "eval",
+        truncated.to_str().unwrap(),
+        "-e",
+        "mcp/gateway/allow",
+        "-i",
+        input,
+    ]);
+    assert!(err.contains("not a valid bundle"), "{err}");
+
+    // Flip one byte inside the component (in the snapshotted data, past the headers).
+    let mut tampered = bytes.clone();
+    let at = bytes.len() / 3;
+    tampered[at] ^= 0x55;
+    let path = dir.join("tampered.wasm");
+    std::fs::write(&path, &tampered).unwrap();
+    let err = fails(&[
+        "eval",
+        path.to_str().unwrap(),
+        "-e",
+        "mcp/gateway/allow",
+        "-i",
+        input,
+    ]);
+    assert!(
+        err.contains("integrity check failed") || err.contains("not a valid bundle"),
+        "{err}"
+    );
+
+    // Change the payload (policy source) without updating the manifest.
+    let needle = b"max_delegation_depth";
+    let pos = bytes
+        .windows(needle.len())
+        .rposition(|w| w == needle)
+        .expect("payload contains the data");
+    let mut edited = bytes.clone();
+    edited[pos] = b'X';
+    let path = dir.join("edited.wasm");
+    std::fs::write(&path, &edited).unwrap();
+    let err = fails(&["inspect", path.to_str().unwrap()]);
+    assert!(err.contains("integrity check failed"), "{err}");
+
+    let not_wasm = dir.join("text.wasm");
+    std::fs::write(&not_wasm, "package x").unwrap();
+    let err = fails(&["inspect", not_wasm.to_str().unwrap()]);
+    assert!(err.contains("not a valid bundle"), "{err}");
+}
+
+#[test]
+fn builds_are_reproducible() {
+    let dir = scratch("repro");
+    let a = dir.join("a.wasm");
+    let b = dir.join("b.wasm");
+    build(&root().join("policies"), &a, &[]);
+    build(&root().join("policies"), &b, &[]);
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+        "two builds differ"
+    );
+    // A different revision changes the bytes.
+    let c = dir.join("c.wasm");
+    build(&root().join("policies"), &c, &["--revision", "other"]);
+    assert!(std::fs::read(&a).unwrap() != std::fs::read(&c).unwrap());
+}
+
+#[test]
+fn opa_tar_gz_bundle_builds_with_the_same_content() {
+    let dir = scratch("targz");
+    let tgz = dir.join("bundle.tar.gz");
+    let status = std::process::Command::new("tar")
+        .args([
+            "-czf",
+            tgz.to_str().unwrap(),
+            "-C",
+            root().join("policies").to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let from_tar = dir.join("tar.wasm");
+    build(&tgz, &from_tar, &[]);
+    let a = json(&ok(&[
+        "inspect",
+        from_tar.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let b = json(&ok(&[
+        "inspect",
+        example_bundle().to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(a["content_hash"], b["content_hash"]);
+    assert_eq!(a["entrypoints"], b["entrypoints"]);
+    assert_eq!(a["revision"], "mcp-policies-1.0.0");
+}
+
+#[test]
+fn inspect_reads_the_manifest_without_running() {
+    let m = json(&ok(&[
+        "inspect",
+        example_bundle().to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(m["revision"], "mcp-policies-1.0.0");
+    assert_eq!(m["roots"], serde_json::json!(["mcp"]));
+    assert_eq!(m["regorus_version"], "0.14.1");
+    assert_eq!(m["content_hash"].as_str().unwrap().len(), 64);
+    // Entrypoints come from the METADATA annotations.
+    assert_eq!(
+        m["entrypoints"],
+        serde_json::json!([
+            "data.mcp.a2a.allow",
+            "data.mcp.a2a.decision",
+            "data.mcp.gateway.allow",
+            "data.mcp.gateway.decision"
+        ])
+    );
+    let modules: Vec<&str> = m["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        modules.contains(&"mcp/gateway/gateway_test.rego"),
+        "tests are embedded: {modules:?}"
+    );
+}
+
+#[test]
+fn component_imports_only_wasi_0_2() {
+    // Hosts (jco, wasmtime-py) must be able to satisfy every import; a new one fails here.
+    let m = json(&ok(&[
+        "inspect",
+        example_bundle().to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let mut imports: Vec<String> = m["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().split('@').next().unwrap().to_string())
+        .collect();
+    imports.sort();
+    let expected = [
+        "sark:policy/types",
+        "wasi:cli/environment",
+        "wasi:cli/exit",
+        "wasi:cli/stderr",
+        "wasi:cli/stdin",
+        "wasi:cli/stdout",
+        "wasi:cli/terminal-input",
+        "wasi:cli/terminal-output",
+        "wasi:cli/terminal-stderr",
+        "wasi:cli/terminal-stdin",
+        "wasi:cli/terminal-stdout",
+        "wasi:clocks/monotonic-clock",
+        "wasi:clocks/wall-clock",
+        "wasi:io/error",
+        "wasi:io/poll",
+        "wasi:io/streams",
+        "wasi:random/insecure-seed",
+        "wasi:random/random",
+    ];
+    assert_eq!(imports, expected);
+}
+
+#[test]
+fn rego_unit_tests_pass_and_fail() {
+    let out = ok(&["test", root().join("policies").to_str().unwrap(), "-v"]);
+    assert!(
+        out.contains("data.mcp.gateway_test.test_parameters_are_filtered: PASS"),
+        "{out}"
+    );
+    assert!(out.contains("PASS: 35/35"), "{out}");
+
+    // Against the exact artifact too, on both paths.
+    for path in ["wasm", "native"] {
+        let out = ok(&["test", example_bundle().to_str().unwrap(), "--path", path]);
+        assert!(out.contains("PASS: 35/35"), "{out}");
+    }
+
+    let failing = run(&["test", fixture("failing_test").to_str().unwrap()]);
+    assert_eq!(failing.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&failing.stdout);
+    assert!(
+        out.contains("data.demo_test.test_guest_allowed: FAIL"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL: 1/2"), "{out}");
+
+    let filtered = ok(&[
+        "test",
+        fixture("failing_test").to_str().unwrap(),
+        "--run",
+        "admin",
+        "-v",
+    ]);
+    assert!(filtered.contains("PASS: 1/1"), "{filtered}");
+}
+
+#[test]
+fn wasm_and_native_paths_agree_on_every_sample() {
+    let bundle = example_bundle().to_str().unwrap();
+    for (input, ep) in samples() {
+        for entrypoint in [ep, &ep.replace("decision", "allow")] {
+            let i = input.to_str().unwrap();
+            let wasm = ok(&["eval", bundle, "-e", entrypoint, "-i", i, "--path", "wasm"]);
+            let native = ok(&[
+                "eval", bundle, "-e", entrypoint, "-i", i, "--path", "native",
+            ]);
+            assert_eq!(
+                json(&wasm),
+                json(&native),
+                "{entrypoint} on {}",
+                input.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn ad_hoc_query() {
+    let bundle = example_bundle().to_str().unwrap();
+    let input = root().join("policies/samples/developer-create-issue.json");
+    let out = json(&ok(&[
+        "eval",
+        bundle,
+        "--query",
+        "x := data.mcp.gateway.allow; y := input.user.role",
+        "-i",
+        input.to_str().unwrap(),
+    ]));
+    assert_eq!(out["result"][0]["bindings"]["x"], true);
+    assert_eq!(out["result"][0]["bindings"]["y"], "developer");
+}
+
+#[test]
+fn stdin_input() {
+    let bundle = example_bundle().to_str().unwrap();
+    let mut child = sark()
+        .args(["eval", bundle, "-e", "mcp/a2a/allow", "--input", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"source_agent": {"id": "scraper"}, "target_agent": {"id": "coder"}, "action": "query"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        json(&String::from_utf8_lossy(&out.stdout)),
+        serde_json::json!({"result": false})
+    );
+}
+
+#[test]
+fn compiled_code_cache_is_reused() {
+    let cache = scratch("codecache");
+    let bundle = example_bundle().to_str().unwrap();
+    let input = root().join("policies/samples/developer-create-issue.json");
+    let eval = || {
+        sark()
+            .env("SARK_CACHE_DIR", &cache)
+            .env("SARK_LOG", "sark=debug")
+            .args([
+                "eval",
+                bundle,
+                "-e",
+                "mcp/gateway/allow",
+                "-i",
+                input.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let first = eval();
+    assert!(first.status.success());
+    let log = String::from_utf8_lossy(&first.stderr);
+    assert!(log.contains("compiled the bundle component"), "{log}");
+    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+    assert_eq!(entries.len(), 1, "one compiled artifact is cached");
+
+    let second = eval();
+    let log = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        log.contains("loaded the compiled bundle component from the cache"),
+        "{log}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        r#"{"result":true}"#
+    );
+
+    // A corrupt cache entry is recompiled, not trusted.
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&entry, b"garbage").unwrap();
+    let third = eval();
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert!(String::from_utf8_lossy(&third.stderr).contains("compiled the bundle component"));
+}
+
+#[test]
+fn hostile_policies_hit_typed_limits_on_the_wasm_path() {
+    let dir = scratch("hostile");
+    let bundle = dir.join("hostile.wasm");
+    build(&fixture("hostile"), &bundle, &["-e", "hostile/fine"]);
+    let b = bundle.to_str().unwrap();
+    let err = fails(&["eval", b, "-e", "hostile/hungry"]);
+    assert!(err.contains("memory cap of 64 MiB"), "{err}");
+    let config = dir.join("sark.yaml");
+    std::fs::write(&config, "limits: { eval_timeout_ms: 50 }\n").unwrap();
+    let err = fails(&[
+        "eval",
+        b,
+        "-e",
+        "hostile/spin",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(err.contains("deadline of 50 ms"), "{err}");
+    let err = fails(&["eval", b, "-e", "hostile/huge_range"]);
+    assert!(err.contains("trapped") && err.contains("panicked"), "{err}");
+    assert_eq!(
+        json(&ok(&["eval", b, "-e", "hostile/fine"])),
+        serde_json::json!({"result": true})
+    );
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = scratch("config");
+    let config = dir.join("sark.yaml");
+    std::fs::write(&config, "limits: { eval_timeout: 5 }\n").unwrap();
+    let err = fails(&[
+        "eval",
+        example_bundle().to_str().unwrap(),
+        "-e",
+        "mcp/gateway/allow",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(err.contains("eval_timeout"), "{err}");
+}
+
+#[test]
+fn health_check_uses_the_embedded_example_policies() {
+    let out = ok(&["health-check"]);
+    assert!(out.contains("wasm: OK (4 entrypoints)"), "{out}");
+    assert!(out.contains("native: OK (4 entrypoints)"), "{out}");
+    let out = ok(&[
+        "health-check",
+        "--bundle",
+        example_bundle().to_str().unwrap(),
+    ]);
+    assert!(out.contains("wasm: OK"), "{out}");
+}
+
+#[test]
+fn bench_reports_both_paths_as_json() {
+    let input = root().join("policies/samples/developer-create-issue.json");
+    let report = json(&ok(&[
+        "bench",
+        example_bundle().to_str().unwrap(),
+        "-e",
+        "mcp/gateway/decision",
+        "-i",
+        input.to_str().unwrap(),
+        "--duration",
+        "0.2",
+        "--format",
+        "json",
+    ]));
+    for path in ["wasm", "native"] {
+        let p = &report["paths"][path];
+        for key in ["median_us", "p95_us", "p99_us", "mean_us", "evals_per_sec"] {
+            assert!(p[key].as_f64().unwrap() > 0.0, "{path}.{key}: {report}");
+        }
+        assert!(p["p99_us"].as_f64() >= p["median_us"].as_f64());
+    }
+    assert!(report["instantiate_median_us"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn build_refuses_paths_escaping_the_directory() {
+    let dir = scratch("escape");
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("ok.rego"), "package ok\nx := 1\n").unwrap();
+    let outside = dir.join("outside.rego");
+    std::fs::write(&outside, "package evil\nx := 1\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&outside, policies.join("link.rego")).unwrap();
+    let err = fails(&[
+        "build",
+        policies.to_str().unwrap(),
+        "-o",
+        dir.join("o.wasm").to_str().unwrap(),
+    ]);
+    assert!(err.contains("points outside the policy directory"), "{err}");
+}

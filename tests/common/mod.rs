@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests: the real `sark` binary, the example bundle
+//! (built once per test run) and scratch directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fixture directory under `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("sark-it")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `sark` command with a private compiled-code cache shared by the test run.
+pub fn sark() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sark"));
+    cmd.env(
+        "SARK_CACHE_DIR",
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sark-it-cache"),
+    );
+    cmd.env_remove("SARK_LOG");
+    cmd
+}
+
+/// Runs `sark` with `args`; returns the output.
+pub fn run(args: &[&str]) -> Output {
+    sark().args(args).output().expect("sark runs")
+}
+
+/// stdout of a successful run; panics with stderr otherwise.
+pub fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "sark {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// stderr of a failed run; panics if it succeeded.
+pub fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        !out.status.success(),
+        "sark {args:?} should have failed; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Builds `dir` into `out` with extra args.
+pub fn build(dir: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec!["build", dir.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
+/// The example policies built once per test run.
+pub fn example_bundle() -> &'static Path {
+    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sark-it-bundles");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join(format!("mcp-{}.wasm", std::process::id()));
+        build(&root().join("policies"), &out, &[]);
+        out
+    })
+}
+
+/// Sample inputs with the entrypoint that fits each.
+pub fn samples() -> Vec<(PathBuf, &'static str)> {
+    let mut v: Vec<_> = std::fs::read_dir(root().join("policies/samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let ep = if p.to_string_lossy().contains("a2a") {
+                "mcp/a2a/decision"
+            } else {
+                "mcp/gateway/decision"
+            };
+            (p, ep)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Parses JSON output.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}

@@ -1,0 +1,216 @@
+//! The runtime library on the real component: pool, limits, traps, both paths.
+
+mod common;
+
+use common::*;
+use sark::bundle::{BuildOptions, Bundle, SourceSet};
+use sark::config::Limits;
+use sark::native::NativePolicy;
+use sark::runtime::{WasmPolicy, WasmRuntime};
+use sark::{EvalError, Evaluator, PolicyError};
+use std::sync::Arc;
+
+/// A compiled-code cache shared by the tests of this run (compiling takes seconds).
+fn cache() -> Option<sark::runtime::CodeCache> {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sark-it-cache");
+    Some(sark::runtime::CodeCache::new(dir).unwrap())
+}
+
+fn bundle_of(dir: &std::path::Path, entrypoints: &[&str]) -> Bundle {
+    let options = BuildOptions {
+        entrypoints: entrypoints.iter().map(|s| s.to_string()).collect(),
+        revision: None,
+    };
+    let bytes = sark::bundle::build(
+        &SourceSet::read(dir).unwrap(),
+        &options,
+        sark::EVALUATOR_COMPONENT,
+        cache().as_ref(),
+    )
+    .unwrap();
+    Bundle::from_bytes(bytes).unwrap()
+}
+
+fn wasm(bundle: &Bundle, limits: Limits) -> (WasmPolicy, WasmRuntime) {
+    let runtime = WasmRuntime::new(limits, cache()).unwrap();
+    let (policy, _cached) = runtime.load(bundle, 4).unwrap();
+    (policy, runtime)
+}
+
+#[test]
+fn pool_is_shared_across_threads_and_stays_bounded() {
+    let bundle = Bundle::read(example_bundle()).unwrap();
+    let (policy, _rt) = wasm(&bundle, Limits::default());
+    let policy = Arc::new(policy);
+    let input =
+        std::fs::read_to_string(root().join("policies/samples/developer-create-issue.json"))
+            .unwrap();
+    let expected = policy.evaluate("mcp/gateway/decision", &input).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let policy = policy.clone();
+            let input = input.clone();
+            let expected = expected.clone();
+            s.spawn(move || {
+                for _ in 0..50 {
+                    assert_eq!(
+                        policy.evaluate("mcp/gateway/decision", &input).unwrap(),
+                        expected
+                    );
+                }
+            });
+        }
+    });
+    assert!(
+        policy.idle_instances() <= 4,
+        "idle pool is bounded by its size"
+    );
+    assert!(policy.idle_instances() >= 1);
+}
+
+#[test]
+fn info_matches_the_manifest() {
+    let bundle = Bundle::read(example_bundle()).unwrap();
+    let (policy, _rt) = wasm(&bundle, Limits::default());
+    let info = policy.info();
+    let m = bundle.manifest();
+    assert_eq!(info.revision, m.revision);
+    assert_eq!(info.entrypoints, m.entrypoints);
+    assert_eq!(info.content_hash, m.content_hash);
+    assert_eq!(info.regorus_version, "0.14.1");
+    let native = NativePolicy::load(&bundle, Limits::default(), 2).unwrap();
+    assert_eq!(native.info(), info);
+}
+
+#[test]
+fn deadline_and_memory_cap_are_typed_and_the_instance_is_replaced() {
+    let bundle = bundle_of(&fixture("hostile"), &["hostile/fine"]);
+    let limits = Limits {
+        eval_timeout_ms: 30,
+        max_memory_mb: 2048,
+        ..Limits::default()
+    };
+    let (policy, _rt) = wasm(&bundle, limits);
+    let started = std::time::Instant::now();
+    let err = policy.evaluate("hostile/spin", "").unwrap_err();
+    assert!(
+        matches!(err, EvalError::Deadline { timeout_ms: 30 }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "interrupted promptly"
+    );
+    assert!(err.is_component_failure());
+    // The next evaluation gets a fresh instance and works.
+    assert_eq!(
+        policy.evaluate("hostile/fine", "").unwrap().as_deref(),
+        Some("true")
+    );
+
+    let (capped, _rt2) = wasm(
+        &bundle,
+        Limits {
+            eval_timeout_ms: 10_000,
+            max_memory_mb: 64,
+            ..Limits::default()
+        },
+    );
+    let err = capped.evaluate("hostile/hungry", "").unwrap_err();
+    assert!(matches!(err, EvalError::MemoryCap { max_mb: 64 }), "{err}");
+    assert_eq!(err.kind(), "memory");
+    assert_eq!(
+        capped.evaluate("hostile/fine", "").unwrap().as_deref(),
+        Some("true")
+    );
+}
+
+#[test]
+fn policy_errors_are_not_component_failures() {
+    let bundle = bundle_of(&fixture("basic"), &[]);
+    let (policy, _rt) = wasm(&bundle, Limits::default());
+    let err = policy
+        .evaluate("basic/conflict", r#"{"c": true}"#)
+        .unwrap_err();
+    assert!(
+        matches!(err, EvalError::Policy(PolicyError::Evaluation(_))),
+        "{err}"
+    );
+    assert!(!err.is_component_failure());
+    let err = policy.evaluate("basic/maybe", "{").unwrap_err();
+    assert!(
+        matches!(err, EvalError::Policy(PolicyError::InvalidInput(_))),
+        "{err}"
+    );
+    let err = policy.evaluate("basic/none", "{}").unwrap_err();
+    assert!(
+        matches!(err, EvalError::Policy(PolicyError::UnknownEntrypoint(_))),
+        "{err}"
+    );
+}
+
+#[test]
+fn oversized_and_deeply_nested_inputs_are_refused() {
+    let bundle = bundle_of(&fixture("basic"), &[]);
+    let limits = Limits {
+        max_input_bytes: 1000,
+        ..Limits::default()
+    };
+    let (policy, _rt) = wasm(&bundle, limits);
+    let native = NativePolicy::load(&bundle, limits, 1).unwrap();
+    let big = format!(r#"{{"a": "{}"}}"#, "x".repeat(2000));
+    for ev in [&policy as &dyn Evaluator, &native] {
+        let err = ev.evaluate("basic/echo", &big).unwrap_err();
+        assert!(matches!(err, EvalError::InputRefused(_)), "{err}");
+    }
+    let (policy, _rt) = wasm(
+        &bundle,
+        Limits {
+            max_input_bytes: 1 << 20,
+            ..Limits::default()
+        },
+    );
+    let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let err = policy.evaluate("basic/echo", &nested).unwrap_err();
+    assert!(
+        matches!(err, EvalError::Policy(PolicyError::InvalidInput(_))),
+        "{err}"
+    );
+    // Still healthy afterwards.
+    assert_eq!(
+        policy
+            .evaluate("basic/flag", r#"{"a": 1}"#)
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+}
+
+#[test]
+fn a_finished_bundle_refuses_a_second_payload() {
+    // The loader export survives the snapshot; it must not replace the loaded policies.
+    use wasmtime::component::{Component, Linker};
+    let bundle = Bundle::read(example_bundle()).unwrap();
+    let engine = wasmtime::Engine::default();
+    let component = Component::new(&engine, bundle.component_bytes()).unwrap();
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    let mut store = wasmtime::Store::new(&engine, sark::runtime::HostState::new(1 << 30));
+    let instance = linker.instantiate(&mut store, &component).unwrap();
+    let loader = instance
+        .get_export_index(&mut store, None, "sark:policy/loader@0.1.0")
+        .unwrap();
+    let load = instance
+        .get_export_index(&mut store, Some(&loader), "load")
+        .unwrap();
+    let load = instance.get_func(&mut store, load).unwrap();
+    let mut results = [wasmtime::component::Val::Bool(false)];
+    load.call(
+        &mut store,
+        &[wasmtime::component::Val::List(vec![])],
+        &mut results,
+    )
+    .unwrap();
+    let text = format!("{:?}", results[0]);
+    assert!(text.contains("already loaded"), "{text}");
+}
