@@ -500,7 +500,8 @@ fn hostile_policies_hit_typed_limits_on_the_wasm_path() {
     let bundle = dir.join("hostile.wasm");
     build(&fixture("hostile"), &bundle, &["-e", "hostile/fine"]);
     let b = bundle.to_str().unwrap();
-    let err = fails(&["eval", b, "-e", "hostile/hungry"]);
+    // `--path wasm`: these policies would run unbounded on the native path (a fallback).
+    let err = fails(&["eval", b, "-e", "hostile/hungry", "--path", "wasm"]);
     assert!(err.contains("memory cap of 64 MiB"), "{err}");
     let config = dir.join("sark.yaml");
     std::fs::write(&config, "limits: { eval_timeout_ms: 50 }\n").unwrap();
@@ -513,7 +514,7 @@ fn hostile_policies_hit_typed_limits_on_the_wasm_path() {
         config.to_str().unwrap(),
     ]);
     assert!(err.contains("deadline of 50 ms"), "{err}");
-    let err = fails(&["eval", b, "-e", "hostile/huge_range"]);
+    let err = fails(&["eval", b, "-e", "hostile/huge_range", "--path", "wasm"]);
     assert!(err.contains("trapped") && err.contains("panicked"), "{err}");
     assert_eq!(
         json(&ok(&["eval", b, "-e", "hostile/fine"])),

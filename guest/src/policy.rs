@@ -155,6 +155,17 @@ impl PolicySet {
         Some(vm)
     }
 
+    /// Stops interpreter evaluations that run longer than `limit` with a
+    /// `LimitExceeded` error (Regorus's execution timer, checked every few hundred steps).
+    /// The host's native path uses it; in the component the host's deadline applies.
+    pub fn set_time_limit(&mut self, limit: std::time::Duration) {
+        self.engine
+            .set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+                limit,
+                check_interval: core::num::NonZeroU32::new(64).expect("non-zero constant"),
+            });
+    }
+
     /// True when `entrypoint` runs as a precompiled RVM program.
     pub fn is_compiled(&self, entrypoint: &str) -> bool {
         self.programs

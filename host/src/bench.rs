@@ -1,6 +1,8 @@
 //! `sark bench`: per-path latency of one entrypoint and input, like `opa bench`.
 
-use crate::evaluator::{EvalError, Evaluator, PathKind};
+use crate::decide::{DecisionRequest, DecisionService, canonical_json};
+use crate::evaluator::{EvalError, PathKind};
+use crate::flags::{DECISION_CACHE, WASM_ENGINE};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,12 +30,21 @@ pub struct PathStats {
 /// The report `sark bench --format json` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
-    /// Figures per path (`wasm`, `native`).
+    /// `decide()` per path, forced to that path, cache bypassed (`wasm`, `native`).
     pub paths: BTreeMap<String, PathStats>,
-    /// wasm median / native median, when both ran.
+    /// `decide()` as traffic sees it: `cache_hit`, and `wasm_miss` / `native_miss` (routed
+    /// by the flags with the cache off).
+    pub decide: BTreeMap<String, PathStats>,
+    /// The evaluators called directly, without `decide()`.
+    pub raw: BTreeMap<String, PathStats>,
+    /// wasm median / native median of `paths`, when both ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wasm_native_median_ratio: Option<f64>,
-    /// Median time to create a fresh instance from the `InstancePre`, µs (wasm only).
+    /// Median cost of flags, cache bookkeeping and metrics on a miss:
+    /// `decide.wasm_miss` − `raw.wasm`, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decide_overhead_us: Option<f64>,
+    /// Median time to create a fresh instance from the `InstancePre`, µs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instantiate_median_us: Option<f64>,
 }
@@ -57,65 +68,101 @@ pub fn stats(mut samples_ns: Vec<u64>, elapsed: Duration) -> PathStats {
     }
 }
 
-/// Evaluates `entrypoint` on `evaluator` repeatedly for `duration` and reports latency.
-pub fn bench_path(
-    evaluator: &dyn Evaluator,
-    entrypoint: &str,
-    input_json: &str,
+/// Runs `f` repeatedly for `duration` after a warm-up and reports its latency.
+pub fn measure(
     duration: Duration,
+    mut f: impl FnMut() -> Result<(), EvalError>,
 ) -> Result<PathStats, EvalError> {
     for _ in 0..WARMUP_EVALS {
-        evaluator.evaluate(entrypoint, input_json)?;
+        f()?;
     }
     let mut samples = Vec::with_capacity(1 << 16);
     let start = Instant::now();
     while start.elapsed() < duration {
         let t = Instant::now();
-        let r = evaluator.evaluate(entrypoint, input_json);
+        let r = f();
         samples.push(t.elapsed().as_nanos() as u64);
         r?;
     }
     Ok(stats(samples, start.elapsed()))
 }
 
-/// Runs the benchmark on each evaluator and assembles the report.
+/// Benchmarks `entrypoint` with `input` through `service` on the requested paths. The
+/// flags are changed during the run and restored afterwards.
 pub fn run(
-    evaluators: &[&dyn Evaluator],
+    service: &DecisionService,
+    paths: &[PathKind],
     entrypoint: &str,
-    input_json: &str,
+    input: Option<&serde_json::Value>,
     duration: Duration,
-    instantiate: Option<&dyn Fn() -> Result<(), EvalError>>,
 ) -> Result<BenchReport, EvalError> {
-    let mut paths = BTreeMap::new();
-    for ev in evaluators {
-        let s = bench_path(*ev, entrypoint, input_json, duration)?;
-        paths.insert(ev.path().as_str().to_string(), s);
+    let bundle = service.active();
+    let input_json = input
+        .map(|v| String::from_utf8(canonical_json(v)).unwrap_or_default())
+        .unwrap_or_default();
+    let flags = service.flags();
+    let saved = flags.all();
+    let set = |feature: &str, pct: u32| {
+        flags
+            .set_percentage(feature, pct)
+            .map(drop)
+            .map_err(|e| EvalError::Instance(e.to_string()))
+    };
+    let mut report = BenchReport {
+        paths: BTreeMap::new(),
+        decide: BTreeMap::new(),
+        raw: BTreeMap::new(),
+        wasm_native_median_ratio: None,
+        decide_overhead_us: None,
+        instantiate_median_us: None,
+    };
+    for &path in paths {
+        let name = path.as_str().to_string();
+        let mut req = DecisionRequest::new(entrypoint, input);
+        req.force_path = Some(path);
+        req.bypass_cache = true;
+        report.paths.insert(
+            name.clone(),
+            measure(duration, || service.decide(&req).map(drop))?,
+        );
+        let ev = bundle.evaluator(path);
+        let raw = measure(duration, || ev.evaluate(entrypoint, &input_json).map(drop))?;
+        report.raw.insert(name.clone(), raw);
+
+        // Routed by the flags, as live traffic is, with the cache off: a miss.
+        set(WASM_ENGINE, if path == PathKind::Wasm { 100 } else { 0 })?;
+        set(DECISION_CACHE, 0)?;
+        let req = DecisionRequest::new(entrypoint, input);
+        let miss = measure(duration, || service.decide(&req).map(drop))?;
+        report.decide.insert(format!("{name}_miss"), miss);
     }
-    let ratio = match (
-        paths.get(PathKind::Wasm.as_str()),
-        paths.get(PathKind::Native.as_str()),
-    ) {
+    set(DECISION_CACHE, 100)?;
+    let req = DecisionRequest::new(entrypoint, input);
+    let hit = measure(duration, || service.decide(&req).map(drop))?;
+    report.decide.insert("cache_hit".into(), hit);
+    for (name, f) in saved {
+        set(&name, u32::from(f.rollout_percentage))?;
+    }
+
+    report.wasm_native_median_ratio = match (report.paths.get("wasm"), report.paths.get("native")) {
         (Some(w), Some(n)) if n.median_us > 0.0 => Some(w.median_us / n.median_us),
         _ => None,
     };
-    let instantiate_median_us = match instantiate {
-        Some(f) => {
-            let mut samples = Vec::new();
-            let start = Instant::now();
-            for _ in 0..200 {
-                let t = Instant::now();
-                f()?;
-                samples.push(t.elapsed().as_nanos() as u64);
-            }
-            Some(stats(samples, start.elapsed()).median_us)
-        }
-        None => None,
+    report.decide_overhead_us = match (report.decide.get("wasm_miss"), report.raw.get("wasm")) {
+        (Some(d), Some(r)) => Some(d.median_us - r.median_us),
+        _ => None,
     };
-    Ok(BenchReport {
-        paths,
-        wasm_native_median_ratio: ratio,
-        instantiate_median_us,
-    })
+    if paths.contains(&PathKind::Wasm) {
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        for _ in 0..200 {
+            let t = Instant::now();
+            bundle.wasm.instantiate_once()?;
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+        report.instantiate_median_us = Some(stats(samples, start.elapsed()).median_us);
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 use crate::bench;
 use crate::bundle::{self, BuildOptions, Bundle, SourceSet};
 use crate::config::Config;
+use crate::decide::{DecisionRequest, DecisionService, LoadedBundle};
 use crate::evaluator::{Evaluator, PathKind};
+use crate::flags::RolloutFlags;
 use crate::native::NativePolicy;
 use crate::runtime::{CodeCache, WasmPolicy, WasmRuntime};
 use anyhow::{Context, Result, bail};
@@ -11,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// SARK policy runtime: Rego policies compiled into sandboxed WebAssembly bundles.
@@ -50,12 +53,19 @@ enum Command {
         /// Ad-hoc Rego query instead of an entrypoint.
         #[arg(long, conflicts_with = "entrypoint")]
         query: Option<String>,
-        /// Evaluation path.
-        #[arg(long, value_enum, default_value_t = PathArg::Wasm)]
-        path: PathArg,
-        /// Configuration file (limits).
+        /// Evaluate on this path (default: as the `wasm_engine` rollout decides, with
+        /// fallback to native when the component fails).
+        #[arg(long, value_enum)]
+        path: Option<PathArg>,
+        /// Rollout key (default: input.user.id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Configuration file (features, limits).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print the Prometheus metrics of this run to stderr.
+        #[arg(long)]
+        metrics: bool,
     },
     /// Show a bundle's manifest without running it.
     Inspect {
@@ -98,9 +108,12 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Configuration file (limits).
+        /// Configuration file (features, limits).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print the Prometheus metrics of the run to stderr.
+        #[arg(long)]
+        metrics: bool,
     },
     /// Load a bundle and evaluate every entrypoint with an empty input on both paths.
     HealthCheck {
@@ -171,8 +184,19 @@ pub fn run() -> Result<ExitCode> {
             input,
             query,
             path,
+            user,
             config,
-        } => cmd_eval(&bundle, entrypoint, input, query, path.into(), config),
+            metrics,
+        } => cmd_eval(EvalArgs {
+            bundle,
+            entrypoint,
+            input,
+            query,
+            path: path.map(Into::into),
+            user,
+            config,
+            metrics,
+        }),
         Command::Inspect { bundle, format } => cmd_inspect(&bundle, format),
         Command::Test {
             target,
@@ -188,7 +212,17 @@ pub fn run() -> Result<ExitCode> {
             duration,
             format,
             config,
-        } => cmd_bench(&bundle, &entrypoint, &input, path, duration, format, config),
+            metrics,
+        } => cmd_bench(
+            &bundle,
+            &entrypoint,
+            &input,
+            path,
+            duration,
+            format,
+            config,
+            metrics,
+        ),
         Command::HealthCheck { bundle } => cmd_health(bundle),
     }
 }
@@ -266,30 +300,69 @@ fn load_wasm(bundle: &Bundle, config: &Config) -> Result<(WasmPolicy, WasmRuntim
     Ok((policy, runtime))
 }
 
-fn cmd_eval(
-    bundle_path: &Path,
+struct EvalArgs {
+    bundle: PathBuf,
     entrypoint: Option<String>,
     input: Option<PathBuf>,
     query: Option<String>,
-    path: PathKind,
+    path: Option<PathKind>,
+    user: Option<String>,
     config: Option<PathBuf>,
-) -> Result<ExitCode> {
-    let config = load_config(config.as_deref())?;
-    let bundle = Bundle::read(bundle_path)?;
-    let input = read_input(input.as_deref())?;
-    let evaluator = load_evaluator(&bundle, path, &config)?;
-    let out = match (query, entrypoint) {
+    metrics: bool,
+}
+
+/// Loads a bundle on both paths behind a [`DecisionService`] configured by `config`.
+fn decision_service(bundle: Bundle, config: &Config) -> Result<DecisionService> {
+    let cache = CodeCache::new(CodeCache::default_dir()).ok();
+    let runtime = WasmRuntime::new(config.limits, cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let loaded = LoadedBundle::load(&runtime, bundle, config, default_pool_size())?;
+    let flags = Arc::new(RolloutFlags::new(config, None)?);
+    Ok(DecisionService::new(runtime, loaded, config, flags))
+}
+
+/// Parses an input document; empty text means no input.
+fn parse_input(text: &str) -> Result<Option<serde_json::Value>> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("invalid input: {e}"))
+}
+
+fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    let bundle = Bundle::read(&args.bundle)?;
+    let input = read_input(args.input.as_deref())?;
+    let service = decision_service(bundle, &config)?;
+    let out = match (args.query, args.entrypoint) {
         (Some(q), _) => {
-            let results = evaluator.query(&q, &input)?;
+            let active = service.active();
+            let results = active
+                .evaluator(args.path.unwrap_or(PathKind::Wasm))
+                .query(&q, &input)?;
             format!("{{\"result\":{results}}}")
         }
-        (None, Some(e)) => match evaluator.evaluate(&e, &input)? {
-            Some(v) => format!("{{\"result\":{v}}}"),
-            None => "{}".to_string(),
-        },
+        (None, Some(e)) => {
+            let value = parse_input(&input)?;
+            let mut req = DecisionRequest::new(&e, value.as_ref());
+            req.force_path = args.path;
+            req.user_key = args.user.as_deref();
+            let decision = service.decide(&req)?;
+            if let Some(kind) = decision.fallback_from {
+                eprintln!("warning: the component failed ({kind}); decided on the native path");
+            }
+            match decision.result {
+                Some(v) => format!("{{\"result\":{v}}}"),
+                None => "{}".to_string(),
+            }
+        }
         (None, None) => bail!("give an entrypoint (-e) or a query (--query)"),
     };
     println!("{out}");
+    if args.metrics {
+        eprint!("{}", service.metrics_text());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -395,6 +468,7 @@ fn cmd_test(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn cmd_bench(
     bundle_path: &Path,
     entrypoint: &str,
@@ -403,59 +477,57 @@ fn cmd_bench(
     duration: f64,
     format: Format,
     config: Option<PathBuf>,
+    show_metrics: bool,
 ) -> Result<ExitCode> {
     let config = load_config(config.as_deref())?;
     let bundle = Bundle::read(bundle_path)?;
-    let input = read_input(Some(input))?;
+    let input = parse_input(&read_input(Some(input))?)?;
     let duration = Duration::from_secs_f64(duration.max(0.01));
-    let wasm = match which {
-        BenchPath::Wasm | BenchPath::All => Some(load_wasm(&bundle, &config)?),
-        BenchPath::Native => None,
+    let paths: &[PathKind] = match which {
+        BenchPath::Wasm => &[PathKind::Wasm],
+        BenchPath::Native => &[PathKind::Native],
+        BenchPath::All => &[PathKind::Wasm, PathKind::Native],
     };
-    let native = match which {
-        BenchPath::Native | BenchPath::All => Some(NativePolicy::load(
-            &bundle,
-            config.limits,
-            default_pool_size(),
-        )?),
-        BenchPath::Wasm => None,
-    };
-    let mut evaluators: Vec<&dyn Evaluator> = Vec::new();
-    if let Some((w, _)) = &wasm {
-        evaluators.push(w);
-    }
-    if let Some(n) = &native {
-        evaluators.push(n);
-    }
-    let instantiate = wasm.as_ref().map(|(w, _)| move || w.instantiate_once());
-    let report = bench::run(
-        &evaluators,
-        entrypoint,
-        &input,
-        duration,
-        instantiate
-            .as_ref()
-            .map(|f| f as &dyn Fn() -> Result<(), crate::EvalError>),
-    )?;
+    let service = decision_service(bundle, &config)?;
+    let report = bench::run(&service, paths, entrypoint, input.as_ref(), duration)?;
     if format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>14}",
-        "path", "median µs", "p95 µs", "p99 µs", "mean µs", "evals/s"
-    );
-    for (name, s) in &report.paths {
+    } else {
         println!(
-            "{:<8} {:>12.2} {:>12.2} {:>12.2} {:>12.2} {:>14.0}",
-            name, s.median_us, s.p95_us, s.p99_us, s.mean_us, s.evals_per_sec
+            "{:<18} {:>12} {:>12} {:>12} {:>12} {:>14}",
+            "path", "median µs", "p95 µs", "p99 µs", "mean µs", "evals/s"
         );
+        let rows = report
+            .paths
+            .iter()
+            .map(|(n, s)| (n.clone(), s))
+            .chain(
+                report
+                    .decide
+                    .iter()
+                    .map(|(n, s)| (format!("decide {n}"), s)),
+            )
+            .chain(report.raw.iter().map(|(n, s)| (format!("raw {n}"), s)));
+        for (name, s) in rows {
+            println!(
+                "{:<18} {:>12.2} {:>12.2} {:>12.2} {:>12.2} {:>14.0}",
+                name, s.median_us, s.p95_us, s.p99_us, s.mean_us, s.evals_per_sec
+            );
+        }
+        if let Some(r) = report.wasm_native_median_ratio {
+            println!("wasm/native median ratio: {r:.2}");
+        }
+        if let Some(o) = report.decide_overhead_us {
+            println!(
+                "decide() overhead on a wasm miss (flags, cache bookkeeping, metrics): {o:.2} µs"
+            );
+        }
+        if let Some(i) = report.instantiate_median_us {
+            println!("instantiate (fresh instance from InstancePre) median: {i:.1} µs");
+        }
     }
-    if let Some(r) = report.wasm_native_median_ratio {
-        println!("wasm/native median ratio: {r:.2}");
-    }
-    if let Some(i) = report.instantiate_median_us {
-        println!("instantiate (fresh instance from InstancePre) median: {i:.1} µs");
+    if show_metrics {
+        eprint!("{}", service.metrics_text());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -84,6 +84,11 @@ pub struct Limits {
     pub max_memory_mb: u64,
     /// Largest accepted input document. Default 1 MiB, as OPA's default body limit.
     pub max_input_bytes: usize,
+    /// Time limit of one evaluation on the native path (Regorus's execution timer), which
+    /// also bounds a fallback after the component failed. Default 1,000 ms: the native
+    /// interpreter is several times slower than the component's precompiled programs, so it
+    /// gets more room than `eval_timeout_ms`.
+    pub native_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -92,6 +97,7 @@ impl Default for Limits {
             eval_timeout_ms: 100,
             max_memory_mb: 64,
             max_input_bytes: 1 << 20,
+            native_timeout_ms: 1000,
         }
     }
 }
@@ -158,6 +164,9 @@ impl Config {
         }
         if self.limits.eval_timeout_ms == 0 {
             return Err("limits.eval_timeout_ms must be at least 1".into());
+        }
+        if self.limits.native_timeout_ms == 0 {
+            return Err("limits.native_timeout_ms must be at least 1".into());
         }
         if self.limits.max_memory_mb < 16 {
             return Err("limits.max_memory_mb must be at least 16".into());

@@ -5,14 +5,20 @@
 //! - [`runtime`]: the wasmtime side (engine, compiled-code cache, instance pool, limits).
 //! - [`native`]: the same evaluator linked into the host (the native path).
 //! - [`evaluator`]: the common interface of both paths.
+//! - [`decide`]: the one decision path (flags, cache, fallback, metrics) over both.
+//! - [`cache`], [`flags`], [`metrics`]: the services `decide()` uses.
 //! - [`config`]: the YAML configuration and its defaults.
 //! - [`cli`]: the `sark` command line.
 
 pub mod bench;
 pub mod bundle;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod decide;
 pub mod evaluator;
+pub mod flags;
+pub mod metrics;
 pub mod native;
 pub mod runtime;
 

@@ -32,7 +32,8 @@ pub enum NativeLoadError {
 impl NativePolicy {
     /// Loads the bundle's payload into a native Regorus engine.
     pub fn load(bundle: &Bundle, limits: Limits, max_idle: usize) -> Result<Self, NativeLoadError> {
-        let set = PolicySet::load(bundle.payload()?)?;
+        let mut set = PolicySet::load(bundle.payload()?)?;
+        set.set_time_limit(std::time::Duration::from_millis(limits.native_timeout_ms));
         let info = set.info().clone();
         Ok(NativePolicy {
             template: Mutex::new(set),
@@ -56,7 +57,22 @@ impl NativePolicy {
                 .map_err(|_| EvalError::Instance("native policy template is poisoned".into()))?
                 .clone(),
         };
-        let result = f(&mut set);
+        // Regorus can panic on some inputs; on this path a panic must not take the host
+        // down. The engine that panicked may be inconsistent, so it is dropped.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut set)));
+        let result = match outcome {
+            Ok(result) => result,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                return Err(EvalError::Trap(format!(
+                    "the native evaluator panicked: {msg}"
+                )));
+            }
+        };
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.max_idle
         {

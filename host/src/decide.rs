@@ -1,0 +1,419 @@
+//! `decide()`: the one path every decision takes — rollout flags, decision cache, the
+//! chosen implementation, fallback, metrics. The CLI, the server, the benchmarks and the
+//! tests all call it.
+
+use crate::bundle::Bundle;
+use crate::cache::{CacheKey, DecisionCache};
+use crate::config::Config;
+use crate::evaluator::{EvalError, Evaluator, PathKind};
+use crate::flags::{DECISION_CACHE, RolloutFlags, WASM_ENGINE};
+use crate::metrics::{Metrics, Outcome};
+use crate::native::NativePolicy;
+use crate::runtime::{WasmPolicy, WasmRuntime};
+use serde::Deserialize;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// A bundle loaded on both paths.
+pub struct LoadedBundle {
+    /// The verified bundle file.
+    pub bundle: Bundle,
+    /// The component path.
+    pub wasm: WasmPolicy,
+    /// The native path.
+    pub native: NativePolicy,
+    /// Identity used in cache keys: `<revision>@<content hash>`.
+    pub id: Arc<str>,
+    /// Whether the compiled code came from the on-disk cache.
+    pub code_cache_hit: bool,
+}
+
+impl LoadedBundle {
+    /// Loads `bundle` on both paths.
+    pub fn load(
+        runtime: &WasmRuntime,
+        bundle: Bundle,
+        config: &Config,
+        pool_size: usize,
+    ) -> anyhow::Result<Self> {
+        let (wasm, code_cache_hit) = runtime
+            .load(&bundle, pool_size)
+            .map_err(|e| anyhow::anyhow!("cannot load the bundle component: {e:#}"))?;
+        let native = NativePolicy::load(&bundle, config.limits, pool_size)?;
+        let m = bundle.manifest();
+        let id = format!("{}@{}", m.revision, m.content_hash).into();
+        Ok(LoadedBundle {
+            bundle,
+            wasm,
+            native,
+            id,
+            code_cache_hit,
+        })
+    }
+
+    /// The evaluator of `path`.
+    pub fn evaluator(&self, path: PathKind) -> &dyn Evaluator {
+        match path {
+            PathKind::Wasm => &self.wasm,
+            PathKind::Native => &self.native,
+        }
+    }
+}
+
+/// One decision to make.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionRequest<'a> {
+    /// Entrypoint (`data.a.b` or `a/b`).
+    pub entrypoint: &'a str,
+    /// The input document; `None` evaluates without input.
+    pub input: Option<&'a serde_json::Value>,
+    /// Key for rollout buckets; default: `input.user.id` (or `input.user` when it is a
+    /// string), else the empty key shared by all anonymous requests.
+    pub user_key: Option<&'a str>,
+    /// Evaluate on this path, ignoring `wasm_engine` and never falling back.
+    pub force_path: Option<PathKind>,
+    /// Skip the decision cache (lookup and store).
+    pub bypass_cache: bool,
+}
+
+impl<'a> DecisionRequest<'a> {
+    /// A request routed by the flags, with the cache.
+    pub fn new(entrypoint: &'a str, input: Option<&'a serde_json::Value>) -> Self {
+        DecisionRequest {
+            entrypoint,
+            input,
+            user_key: None,
+            force_path: None,
+            bypass_cache: false,
+        }
+    }
+}
+
+/// A decision and how it was made.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The result as JSON, `None` when undefined.
+    pub result: Option<Arc<str>>,
+    /// The implementation that produced it (after a fallback: native).
+    pub path: PathKind,
+    /// Served from the decision cache.
+    pub cache_hit: bool,
+    /// The component failure that caused a fallback to the native path.
+    pub fallback_from: Option<&'static str>,
+    /// Identity of the bundle that decided.
+    pub bundle_id: Arc<str>,
+    /// Time spent in `decide()`.
+    pub elapsed: Duration,
+}
+
+/// The fields of a decision document `decide()` looks at.
+#[derive(Default, Deserialize)]
+struct DecisionMeta {
+    allow: Option<bool>,
+    cache_ttl: Option<f64>,
+}
+
+fn meta_of(result: Option<&str>) -> DecisionMeta {
+    match result {
+        Some(s) if s.starts_with('{') => serde_json::from_str(s).unwrap_or_default(),
+        _ => DecisionMeta::default(),
+    }
+}
+
+fn outcome_of(result: Option<&str>, meta: &DecisionMeta) -> Outcome {
+    match (result, meta.allow) {
+        (None, _) => Outcome::Undefined,
+        (Some("true"), _) | (_, Some(true)) => Outcome::Allow,
+        (Some("false"), _) | (_, Some(false)) => Outcome::Deny,
+        _ => Outcome::Value,
+    }
+}
+
+/// Flags, cache, metrics and the active bundle behind one `decide()`.
+pub struct DecisionService {
+    runtime: WasmRuntime,
+    active: RwLock<Arc<LoadedBundle>>,
+    cache: Arc<DecisionCache>,
+    flags: Arc<RolloutFlags>,
+    metrics: Arc<Metrics>,
+}
+
+impl DecisionService {
+    /// Assembles the service around a loaded bundle.
+    pub fn new(
+        runtime: WasmRuntime,
+        bundle: LoadedBundle,
+        config: &Config,
+        flags: Arc<RolloutFlags>,
+    ) -> Self {
+        let c = &config.features.decision_cache;
+        DecisionService {
+            runtime,
+            active: RwLock::new(Arc::new(bundle)),
+            cache: Arc::new(DecisionCache::new(
+                c.max_size,
+                Duration::from_secs(c.ttl_seconds),
+            )),
+            flags,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// The wasmtime runtime (to load another bundle).
+    pub fn runtime(&self) -> &WasmRuntime {
+        &self.runtime
+    }
+
+    /// The active bundle.
+    pub fn active(&self) -> Arc<LoadedBundle> {
+        self.active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new bundle; decisions cached for the old one are dropped. In-flight
+    /// decisions finish on the bundle they started with.
+    pub fn swap_bundle(&self, bundle: LoadedBundle) -> Arc<LoadedBundle> {
+        let new = Arc::new(bundle);
+        let old = std::mem::replace(
+            &mut *self.active.write().unwrap_or_else(|p| p.into_inner()),
+            new,
+        );
+        self.cache.clear();
+        old
+    }
+
+    /// The decision cache.
+    pub fn cache(&self) -> &Arc<DecisionCache> {
+        &self.cache
+    }
+
+    /// The rollout flags.
+    pub fn flags(&self) -> &Arc<RolloutFlags> {
+        &self.flags
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn metrics_text(&self) -> String {
+        self.metrics
+            .encode(Some(self.cache.stats()), &self.flags.all())
+    }
+
+    /// Makes one decision. See the module docs for the order of things.
+    pub fn decide(&self, req: &DecisionRequest<'_>) -> Result<Decision, EvalError> {
+        let started = Instant::now();
+        let bundle = self.active();
+        let user = req.user_key.unwrap_or_else(|| user_key_of(req.input));
+
+        let path = match req.force_path {
+            Some(p) => p,
+            None if self.flags.is_on(WASM_ENGINE, user) => PathKind::Wasm,
+            None => PathKind::Native,
+        };
+        self.metrics.assignment(WASM_ENGINE, path.as_str());
+        let cache_on = !req.bypass_cache && self.flags.is_on(DECISION_CACHE, user);
+        self.metrics
+            .assignment(DECISION_CACHE, if cache_on { "on" } else { "off" });
+
+        let canonical = match req.input {
+            Some(v) => canonical_json(v),
+            None => Vec::new(),
+        };
+        let key = cache_on.then(|| {
+            let entrypoint: Arc<str> = sark_guest::normalize_entrypoint(req.entrypoint).into();
+            CacheKey::new(bundle.id.clone(), entrypoint, &canonical)
+        });
+        if let Some(key) = &key {
+            let t = Instant::now();
+            let hit = self.cache.get(key, &canonical);
+            self.metrics.cache_get(t.elapsed(), hit.is_some());
+            if let Some(result) = hit {
+                return Ok(Decision {
+                    result,
+                    path,
+                    cache_hit: true,
+                    fallback_from: None,
+                    bundle_id: bundle.id.clone(),
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
+
+        // Evaluators take the input as JSON text; the canonical form is that text.
+        let input_json = std::str::from_utf8(&canonical).unwrap_or("");
+        let (result, meta, used, fallback_from) = match self.evaluate_on(
+            &bundle,
+            path,
+            req.entrypoint,
+            input_json,
+        ) {
+            Ok((r, meta)) => (r, meta, path, None),
+            Err(e)
+                if path == PathKind::Wasm
+                    && req.force_path.is_none()
+                    && e.is_component_failure() =>
+            {
+                let fallback = self
+                    .flags
+                    .get(WASM_ENGINE)
+                    .is_some_and(|f| f.fallback_on_error);
+                if !fallback {
+                    return Err(e);
+                }
+                let kind = e.kind();
+                tracing::warn!(entrypoint = req.entrypoint, error = %e, "component failed; evaluating on the native path");
+                self.metrics.fallback(WASM_ENGINE, kind);
+                let (r, meta) =
+                    self.evaluate_on(&bundle, PathKind::Native, req.entrypoint, input_json)?;
+                (r, meta, PathKind::Native, Some(kind))
+            }
+            Err(e) => return Err(e),
+        };
+        let result: Option<Arc<str>> = result.map(Arc::from);
+
+        if let Some(key) = key {
+            let ttl = meta
+                .cache_ttl
+                .filter(|t| t.is_finite() && *t >= 0.0)
+                .map(Duration::from_secs_f64);
+            let t = Instant::now();
+            self.cache.insert(key, &canonical, result.clone(), ttl);
+            self.metrics.cache_set(t.elapsed());
+        }
+        Ok(Decision {
+            result,
+            path: used,
+            cache_hit: false,
+            fallback_from,
+            bundle_id: bundle.id.clone(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn evaluate_on(
+        &self,
+        bundle: &LoadedBundle,
+        path: PathKind,
+        entrypoint: &str,
+        input_json: &str,
+    ) -> Result<(Option<String>, DecisionMeta), EvalError> {
+        let t = Instant::now();
+        let r = bundle.evaluator(path).evaluate(entrypoint, input_json);
+        let elapsed = t.elapsed();
+        match r {
+            Ok(v) => {
+                let meta = meta_of(v.as_deref());
+                self.metrics
+                    .evaluation(path, elapsed, outcome_of(v.as_deref(), &meta));
+                Ok((v, meta))
+            }
+            Err(e) => {
+                self.metrics.evaluation_error(path, elapsed, e.kind());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The default rollout key of a request: `input.user.id`, or `input.user` when it is a
+/// string, else empty.
+fn user_key_of(input: Option<&serde_json::Value>) -> &str {
+    let user = input.and_then(|i| i.get("user"));
+    match user {
+        Some(serde_json::Value::String(s)) => s,
+        Some(u) => u.get("id").and_then(|v| v.as_str()).unwrap_or(""),
+        None => "",
+    }
+}
+
+/// Compact JSON with object keys sorted at every level, so key order never changes a cache
+/// key (independent of serde_json's `preserve_order` feature).
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    fn write(v: &serde_json::Value, out: &mut Vec<u8>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_unstable();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    // Serializing a string cannot fail.
+                    let _ = serde_json::to_writer(&mut *out, k);
+                    out.push(b':');
+                    write(&map[k], out);
+                }
+                out.push(b'}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => {
+                let _ = serde_json::to_writer(&mut *out, scalar);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(256);
+    write(value, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_ignores_key_order() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"d":2,"c":3}],"x":"s"}}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":"s","y":[1,{"c":3,"d":2}]},"b":1}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            String::from_utf8(canonical_json(&a)).unwrap(),
+            r#"{"a":{"x":"s","y":[1,{"c":3,"d":2}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn user_key_comes_from_the_input() {
+        let v = serde_json::json!({"user": {"id": "alice", "role": "x"}});
+        assert_eq!(user_key_of(Some(&v)), "alice");
+        let v = serde_json::json!({"user": "bob"});
+        assert_eq!(user_key_of(Some(&v)), "bob");
+        assert_eq!(user_key_of(None), "");
+    }
+
+    #[test]
+    fn outcomes_follow_allow() {
+        let m = meta_of(Some(r#"{"allow":false,"cache_ttl":60}"#));
+        assert_eq!(outcome_of(Some("{}"), &m), Outcome::Deny);
+        assert_eq!(m.cache_ttl, Some(60.0));
+        assert_eq!(
+            outcome_of(Some("true"), &DecisionMeta::default()),
+            Outcome::Allow
+        );
+        assert_eq!(
+            outcome_of(None, &DecisionMeta::default()),
+            Outcome::Undefined
+        );
+        assert_eq!(
+            outcome_of(Some("3"), &DecisionMeta::default()),
+            Outcome::Value
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! `decide()` on the real component: flags, cache, fallback and metrics.
+
+mod common;
+
+use common::*;
+use sark::bundle::{BuildOptions, Bundle, SourceSet};
+use sark::config::Config;
+use sark::decide::{DecisionRequest, DecisionService, LoadedBundle};
+use sark::flags::{DECISION_CACHE, RolloutFlags, WASM_ENGINE};
+use sark::runtime::{CodeCache, WasmRuntime};
+use sark::{EvalError, PathKind, PolicyError};
+use serde_json::json;
+use std::sync::Arc;
+
+fn cache() -> Option<CodeCache> {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sark-it-cache");
+    Some(CodeCache::new(dir).unwrap())
+}
+
+fn build(dir: &std::path::Path, revision: &str) -> Bundle {
+    let options = BuildOptions {
+        entrypoints: vec![],
+        revision: Some(revision.into()),
+    };
+    let sources = SourceSet::read(dir).unwrap();
+    let bytes = sark::bundle::build(
+        &sources,
+        &options,
+        sark::EVALUATOR_COMPONENT,
+        cache().as_ref(),
+    )
+    .unwrap();
+    Bundle::from_bytes(bytes).unwrap()
+}
+
+fn service(bundle: Bundle, config: &Config) -> DecisionService {
+    let runtime = WasmRuntime::new(config.limits, cache()).unwrap();
+    let loaded = LoadedBundle::load(&runtime, bundle, config, 2).unwrap();
+    let flags = Arc::new(RolloutFlags::new(config, None).unwrap());
+    DecisionService::new(runtime, loaded, config, flags)
+}
+
+fn failures(config: &Config) -> DecisionService {
+    service(build(&fixture("failures"), "f1"), config)
+}
+
+#[test]
+fn deadline_on_the_component_falls_back_to_native() {
+    let mut config = Config::default();
+    config.limits.eval_timeout_ms = 2;
+    config.limits.native_timeout_ms = 20_000;
+    let s = failures(&config);
+    let d = s
+        .decide(&DecisionRequest::new("failures/slow", None))
+        .unwrap();
+    assert_eq!(d.path, PathKind::Native);
+    assert_eq!(d.fallback_from, Some("timeout"));
+    assert_eq!(d.result.as_deref(), Some("97"));
+    let text = s.metrics_text();
+    assert!(
+        text.contains(
+            r#"implementation_fallback_total{feature="wasm_engine",error_type="timeout"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"opa_evaluation_errors_total{implementation="wasm",error_type="timeout"} 1"#
+        ),
+        "{text}"
+    );
+
+    // Without fallback the typed error is returned.
+    let mut no_fallback = config.clone();
+    no_fallback.features.wasm_engine.fallback_on_error = false;
+    let s = failures(&no_fallback);
+    let err = s
+        .decide(&DecisionRequest::new("failures/slow", None))
+        .unwrap_err();
+    assert!(
+        matches!(err, EvalError::Deadline { timeout_ms: 2 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn memory_cap_on_the_component_falls_back_to_native() {
+    let s = failures(&Config::default());
+    let d = s
+        .decide(&DecisionRequest::new("failures/big", None))
+        .unwrap();
+    assert_eq!(d.path, PathKind::Native);
+    assert_eq!(d.fallback_from, Some("memory"));
+    assert_eq!(d.result.as_deref(), Some("5000000"));
+    // A forced wasm path never falls back.
+    let mut req = DecisionRequest::new("failures/big", None);
+    req.force_path = Some(PathKind::Wasm);
+    req.bypass_cache = true;
+    let err = s.decide(&req).unwrap_err();
+    assert!(matches!(err, EvalError::MemoryCap { max_mb: 64 }), "{err}");
+}
+
+#[test]
+fn a_panic_is_a_typed_error_on_both_paths() {
+    let s = failures(&Config::default());
+    let err = s
+        .decide(&DecisionRequest::new("failures/panics", None))
+        .unwrap_err();
+    assert!(
+        matches!(err, EvalError::Trap(ref m) if m.contains("native evaluator panicked")),
+        "{err}"
+    );
+    let text = s.metrics_text();
+    assert!(
+        text.contains(
+            r#"implementation_fallback_total{feature="wasm_engine",error_type="trap"} 1"#
+        ),
+        "{text}"
+    );
+    // Both paths still serve.
+    let d = s
+        .decide(&DecisionRequest::new("failures/uncached", None))
+        .unwrap();
+    assert_eq!(d.path, PathKind::Wasm);
+}
+
+#[test]
+fn policy_errors_are_returned_not_retried() {
+    let s = failures(&Config::default());
+    let input = json!({"c": true});
+    let err = s
+        .decide(&DecisionRequest::new("failures/conflict", Some(&input)))
+        .unwrap_err();
+    assert!(
+        matches!(err, EvalError::Policy(PolicyError::Evaluation(_))),
+        "{err}"
+    );
+    assert!(!s.metrics_text().contains("implementation_fallback_total{"));
+}
+
+#[test]
+fn cache_hits_ignore_key_order_and_honour_the_decision_ttl() {
+    let s = failures(&Config::default());
+    let a = json!({"user": {"id": "alice", "role": "x"}, "n": 1});
+    let b: serde_json::Value =
+        serde_json::from_str(r#"{"n": 1, "user": {"role": "x", "id": "alice"}}"#).unwrap();
+    let first = s
+        .decide(&DecisionRequest::new("failures/cached", Some(&a)))
+        .unwrap();
+    assert!(!first.cache_hit);
+    let second = s
+        .decide(&DecisionRequest::new("data.failures.cached", Some(&b)))
+        .unwrap();
+    assert!(
+        second.cache_hit,
+        "same input in another key order, same entrypoint in another form"
+    );
+    assert_eq!(first.result, second.result);
+    let c = json!({"user": {"id": "alice", "role": "x"}, "n": 2});
+    let third = s
+        .decide(&DecisionRequest::new("failures/cached", Some(&c)))
+        .unwrap();
+    assert!(!third.cache_hit);
+    assert!(third.result.as_deref().unwrap().contains("\"seen\":2"));
+
+    // cache_ttl 0: never cached.
+    for _ in 0..2 {
+        assert!(
+            !s.decide(&DecisionRequest::new("failures/uncached", None))
+                .unwrap()
+                .cache_hit
+        );
+    }
+    let stats = s.cache().stats();
+    assert_eq!(stats.hits, 1);
+    assert_eq!(stats.size, 2);
+}
+
+#[test]
+fn a_new_bundle_never_serves_the_old_bundles_decisions() {
+    let s = service(build(&root().join("policies"), "one"), &Config::default());
+    let input: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("policies/samples/developer-create-issue.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let req = DecisionRequest::new("mcp/gateway/allow", Some(&input));
+    assert!(!s.decide(&req).unwrap().cache_hit);
+    assert!(s.decide(&req).unwrap().cache_hit);
+    let old = s.active().id.clone();
+
+    let next = build(&root().join("policies"), "two");
+    let loaded = LoadedBundle::load(s.runtime(), next, &Config::default(), 2).unwrap();
+    s.swap_bundle(loaded);
+    let d = s.decide(&req).unwrap();
+    assert!(!d.cache_hit, "decisions of the old revision are gone");
+    assert_ne!(d.bundle_id, old);
+    assert!(d.bundle_id.starts_with("two@"));
+}
+
+#[test]
+fn rollout_routes_users_stably_and_rollback_is_immediate() {
+    let s = service(Bundle::read(example_bundle()).unwrap(), &Config::default());
+    let input = |user: &str| json!({"user": {"id": user, "role": "viewer"}, "action": "tool:invoke", "resource": {"server": "docs", "tool": "search"}});
+    s.flags().set_percentage(WASM_ENGINE, 30).unwrap();
+    s.flags().set_percentage(DECISION_CACHE, 0).unwrap();
+    let users: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+    let mut on_wasm = 0;
+    for u in &users {
+        let i = input(u);
+        let d = s
+            .decide(&DecisionRequest::new("mcp/gateway/allow", Some(&i)))
+            .unwrap();
+        let expected = if sark::flags::bucket(WASM_ENGINE, u) < 30 {
+            PathKind::Wasm
+        } else {
+            PathKind::Native
+        };
+        assert_eq!(d.path, expected, "{u}");
+        assert!(!d.cache_hit);
+        assert_eq!(d.result.as_deref(), Some("true"));
+        on_wasm += usize::from(d.path == PathKind::Wasm);
+        // The same user lands on the same path again.
+        assert_eq!(
+            s.decide(&DecisionRequest::new("mcp/gateway/allow", Some(&i)))
+                .unwrap()
+                .path,
+            d.path
+        );
+    }
+    assert!(
+        (30..=90).contains(&on_wasm),
+        "{on_wasm} of 200 on wasm at 30%"
+    );
+    s.flags().rollback(WASM_ENGINE).unwrap();
+    for u in &users {
+        let i = input(u);
+        assert_eq!(
+            s.decide(&DecisionRequest::new("mcp/gateway/allow", Some(&i)))
+                .unwrap()
+                .path,
+            PathKind::Native
+        );
+    }
+    let text = s.metrics_text();
+    assert!(
+        text.contains(r#"feature_flag_rollout_percentage{feature="wasm_engine"} 0"#),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"feature_flag_assignments_total{feature="decision_cache",implementation="off"}"#
+    ));
+    assert!(text.contains(r#"opa_evaluation_total{implementation="native",result="allow"}"#));
+}
+
+#[test]
+fn undefined_decisions_are_cached_as_undefined() {
+    let s = service(build(&fixture("basic"), "b"), &Config::default());
+    let input = json!({"a": 2});
+    let first = s
+        .decide(&DecisionRequest::new("basic/maybe", Some(&input)))
+        .unwrap();
+    let second = s
+        .decide(&DecisionRequest::new("basic/maybe", Some(&input)))
+        .unwrap();
+    assert_eq!(first.result, None);
+    assert!(second.cache_hit);
+    assert_eq!(second.result, None);
+}
