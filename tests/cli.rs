@@ -510,6 +510,8 @@ fn hostile_policies_hit_typed_limits_on_the_wasm_path() {
         b,
         "-e",
         "hostile/spin",
+        "--path",
+        "wasm",
         "--config",
         config.to_str().unwrap(),
     ]);
