@@ -34,7 +34,8 @@ impl Bench for Moka {
         self.0.get(key).is_some_and(|(i, _)| &*i == input)
     }
     fn set(&self, key: CacheKey, input: &[u8]) {
-        self.0.insert(key, (input.into(), Some("{\"allow\":true}".into())));
+        self.0
+            .insert(key, (input.into(), Some("{\"allow\":true}".into())));
     }
 }
 
@@ -42,15 +43,25 @@ struct MutexLru(Mutex<lru::LruCache<CacheKey, Value>>);
 
 impl Bench for MutexLru {
     fn get(&self, key: &CacheKey, input: &[u8]) -> bool {
-        self.0.lock().unwrap().get(key).is_some_and(|(i, _)| &**i == input)
+        self.0
+            .lock()
+            .unwrap()
+            .get(key)
+            .is_some_and(|(i, _)| &**i == input)
     }
     fn set(&self, key: CacheKey, input: &[u8]) {
-        self.0.lock().unwrap().put(key, (input.into(), Some("{\"allow\":true}".into())));
+        self.0
+            .lock()
+            .unwrap()
+            .put(key, (input.into(), Some("{\"allow\":true}".into())));
     }
 }
 
 fn input(i: u32) -> Vec<u8> {
-    format!("{{\"user\":{{\"id\":\"user-{i}\",\"role\":\"developer\"}},\"action\":\"tool:invoke\"}}").into_bytes()
+    format!(
+        "{{\"user\":{{\"id\":\"user-{i}\",\"role\":\"developer\"}},\"action\":\"tool:invoke\"}}"
+    )
+    .into_bytes()
 }
 
 fn key(input: &[u8]) -> CacheKey {
@@ -78,7 +89,10 @@ fn run(threads: u32, op: impl Fn(u32, u32) + Sync) -> (u64, u64) {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     all.sort_unstable();
     (percentile(&all, 0.5), percentile(&all, 0.99))
@@ -96,7 +110,9 @@ fn bench(name: &str, cache: &dyn Bench) {
             black_box(cache.get(&keys[idx], &inputs[idx]));
         });
         // Inserts of new keys: every one evicts once the cache is full.
-        let fresh: Vec<Vec<u8>> = (0..OPS_PER_THREAD * threads).map(|i| input(1_000_000 + i)).collect();
+        let fresh: Vec<Vec<u8>> = (0..OPS_PER_THREAD * threads)
+            .map(|i| input(1_000_000 + i))
+            .collect();
         let fresh_keys: Vec<CacheKey> = fresh.iter().map(|i| key(i)).collect();
         let (set_med, set_p99) = run(threads, |t, n| {
             let idx = (t * OPS_PER_THREAD + n) as usize;
@@ -115,7 +131,10 @@ fn bench(name: &str, cache: &dyn Bench) {
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let ttl = Duration::from_secs(300);
-    bench("sark DecisionCache", &DecisionCache::new(ENTRIES as usize, ttl));
+    bench(
+        "sark DecisionCache",
+        &DecisionCache::new(ENTRIES as usize, ttl),
+    );
     let moka = moka::sync::Cache::builder()
         .max_capacity(u64::from(ENTRIES))
         .time_to_live(ttl)

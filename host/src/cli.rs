@@ -115,6 +115,21 @@ enum Command {
         #[arg(long)]
         metrics: bool,
     },
+    /// Serve decisions over HTTP (OPA-compatible API, gateway API, admin API, metrics).
+    Serve {
+        /// Bundle file (reloaded when it changes, on SIGHUP, or by the admin API).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address (default: server.addr, 127.0.0.1:8181).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Candidate bundle for the policy canary (`features.policy_canary`).
+        #[arg(long)]
+        candidate_bundle: Option<PathBuf>,
+    },
     /// Load a bundle and evaluate every entrypoint with an empty input on both paths.
     HealthCheck {
         /// Bundle file (default: the example policies built into this binary).
@@ -224,6 +239,12 @@ pub fn run() -> Result<ExitCode> {
             metrics,
         ),
         Command::HealthCheck { bundle } => cmd_health(bundle),
+        Command::Serve {
+            bundle,
+            config,
+            addr,
+            candidate_bundle,
+        } => cmd_serve(&bundle, config, addr, candidate_bundle),
     }
 }
 
@@ -313,11 +334,80 @@ struct EvalArgs {
 
 /// Loads a bundle on both paths behind a [`DecisionService`] configured by `config`.
 fn decision_service(bundle: Bundle, config: &Config) -> Result<DecisionService> {
+    service_with_state(bundle, config, None)
+}
+
+fn service_with_state(
+    bundle: Bundle,
+    config: &Config,
+    state_file: Option<PathBuf>,
+) -> Result<DecisionService> {
     let cache = CodeCache::new(CodeCache::default_dir()).ok();
     let runtime = WasmRuntime::new(config.limits, cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let loaded = LoadedBundle::load(&runtime, bundle, config, default_pool_size())?;
-    let flags = Arc::new(RolloutFlags::new(config, None)?);
+    let flags = Arc::new(RolloutFlags::new(config, state_file)?);
     Ok(DecisionService::new(runtime, loaded, config, flags))
+}
+
+fn cmd_serve(
+    bundle_path: &Path,
+    config_path: Option<PathBuf>,
+    addr: Option<String>,
+    candidate: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let config = load_config(config_path.as_deref())?;
+    let addr: std::net::SocketAddr = addr
+        .as_deref()
+        .unwrap_or(&config.server.addr)
+        .parse()
+        .context("invalid listen address")?;
+    let bundle = Bundle::read(bundle_path)?;
+    let service = service_with_state(bundle, &config, config.server.state_file.clone())?;
+    if let Some(path) = &candidate {
+        let candidate =
+            Bundle::read(path).with_context(|| format!("candidate bundle {}", path.display()))?;
+        let loaded =
+            LoadedBundle::load(service.runtime(), candidate, &config, default_pool_size())?;
+        eprintln!(
+            "policy canary: candidate {} ({:?} mode)",
+            loaded.id, config.features.policy_canary.mode
+        );
+        service.set_candidate(Some(loaded));
+    }
+    let admin_token = config
+        .server
+        .admin_token
+        .clone()
+        .or_else(|| std::env::var("SARK_ADMIN_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    if admin_token.is_none() {
+        eprintln!("admin API off: no server.admin_token or SARK_ADMIN_TOKEN");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let service = Arc::new(service);
+        let log = if config.decision_log.enabled {
+            Some(
+                crate::server::DecisionLog::start(&config.decision_log, service.metrics().clone())
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let state = Arc::new(crate::server::AppState {
+            service,
+            config,
+            admin_token,
+            bundle_path: bundle_path.to_path_buf(),
+            reloads: Default::default(),
+            log,
+        });
+        crate::server::serve(state, addr).await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parses an input document; empty text means no input.

@@ -12,6 +12,70 @@ pub struct Config {
     pub features: Features,
     /// Per-evaluation limits of the component.
     pub limits: Limits,
+    /// `sark serve` settings.
+    pub server: ServerConfig,
+    /// The decision log of `sark serve`.
+    pub decision_log: DecisionLogConfig,
+}
+
+/// Settings of `sark serve`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address. Default `127.0.0.1:8181` (OPA's port); `--addr` overrides it.
+    pub addr: String,
+    /// Bearer token of the admin API. Default none: the admin routes are off unless this or
+    /// `SARK_ADMIN_TOKEN` is set.
+    pub admin_token: Option<String>,
+    /// File the rollout state is persisted to. Default none (state lives in memory).
+    pub state_file: Option<std::path::PathBuf>,
+    /// How often the bundle file is checked for changes, in ms. Default 1,000; 0 = never.
+    pub reload_poll_ms: u64,
+    /// Entrypoint of `/api/v1/gateway/authorize`. Default `data.mcp.gateway.decision`.
+    pub gateway_entrypoint: String,
+    /// Entrypoint of `/api/v1/gateway/authorize-a2a`. Default `data.mcp.a2a.decision`.
+    pub a2a_entrypoint: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8181".into(),
+            admin_token: None,
+            state_file: None,
+            reload_poll_ms: 1000,
+            gateway_entrypoint: "data.mcp.gateway.decision".into(),
+            a2a_entrypoint: "data.mcp.a2a.decision".into(),
+        }
+    }
+}
+
+/// The decision log: one JSON line per decision.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionLogConfig {
+    /// Default false.
+    pub enabled: bool,
+    /// `stdout` (the default) or a file path (appended to).
+    pub output: String,
+    /// JSON pointers into each record removed before it is written, e.g.
+    /// `/input/parameters/password`; the record lists them under `erased`, as OPA does.
+    pub mask: Vec<String>,
+    /// Records buffered between the request path and the writer. When full, records are
+    /// dropped and counted (`decision_log_dropped_total`), never blocking a response.
+    /// Default 10,000.
+    pub queue_size: usize,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            output: "stdout".into(),
+            mask: Vec::new(),
+            queue_size: 10_000,
+        }
+    }
 }
 
 /// Built-in rollout features.
@@ -22,6 +86,42 @@ pub struct Features {
     pub wasm_engine: WasmEngineFeature,
     /// Enables the decision cache for users in the rollout.
     pub decision_cache: DecisionCacheFeature,
+    /// Sends users to the candidate bundle (`sark serve --candidate-bundle`).
+    pub policy_canary: PolicyCanaryFeature,
+}
+
+/// How the candidate bundle is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryMode {
+    /// Every decision is also evaluated on the candidate, off the response path; the
+    /// responses never change; disagreements are counted and logged.
+    #[default]
+    Shadow,
+    /// Users in the rollout get the candidate's decision.
+    Route,
+}
+
+/// The `policy_canary` feature.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyCanaryFeature {
+    /// Default true (it does nothing without a candidate bundle).
+    pub enabled: bool,
+    /// Share of users routed to the candidate in `route` mode. Default 0.
+    pub rollout_percentage: u8,
+    /// `shadow` (default) or `route`.
+    pub mode: CanaryMode,
+}
+
+impl Default for PolicyCanaryFeature {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rollout_percentage: 0,
+            mode: CanaryMode::Shadow,
+        }
+    }
 }
 
 /// The `wasm_engine` feature.
@@ -170,6 +270,16 @@ impl Config {
         }
         if self.limits.max_memory_mb < 16 {
             return Err("limits.max_memory_mb must be at least 16".into());
+        }
+        if self.decision_log.queue_size == 0 {
+            return Err("decision_log.queue_size must be at least 1".into());
+        }
+        for pointer in &self.decision_log.mask {
+            if !pointer.starts_with('/') {
+                return Err(format!(
+                    "decision_log.mask entry `{pointer}` is not a JSON pointer (it must start with /)"
+                ));
+            }
         }
         if self.limits.max_memory_mb > 4096 {
             return Err("limits.max_memory_mb must be at most 4096".into());

@@ -4,9 +4,9 @@
 
 use crate::bundle::Bundle;
 use crate::cache::{CacheKey, DecisionCache};
-use crate::config::Config;
+use crate::config::{CanaryMode, Config};
 use crate::evaluator::{EvalError, Evaluator, PathKind};
-use crate::flags::{DECISION_CACHE, RolloutFlags, WASM_ENGINE};
+use crate::flags::{DECISION_CACHE, POLICY_CANARY, RolloutFlags, WASM_ENGINE};
 use crate::metrics::{Metrics, Outcome};
 use crate::native::NativePolicy;
 use crate::runtime::{WasmPolicy, WasmRuntime};
@@ -98,6 +98,8 @@ pub struct Decision {
     pub path: PathKind,
     /// Served from the decision cache.
     pub cache_hit: bool,
+    /// Decided by the candidate bundle (policy canary, route mode).
+    pub canary: bool,
     /// The component failure that caused a fallback to the native path.
     pub fallback_from: Option<&'static str>,
     /// Identity of the bundle that decided.
@@ -133,6 +135,8 @@ fn outcome_of(result: Option<&str>, meta: &DecisionMeta) -> Outcome {
 pub struct DecisionService {
     runtime: WasmRuntime,
     active: RwLock<Arc<LoadedBundle>>,
+    candidate: RwLock<Option<Arc<LoadedBundle>>>,
+    canary_mode: CanaryMode,
     cache: Arc<DecisionCache>,
     flags: Arc<RolloutFlags>,
     metrics: Arc<Metrics>,
@@ -150,6 +154,8 @@ impl DecisionService {
         DecisionService {
             runtime,
             active: RwLock::new(Arc::new(bundle)),
+            candidate: RwLock::new(None),
+            canary_mode: config.features.policy_canary.mode,
             cache: Arc::new(DecisionCache::new(
                 c.max_size,
                 Duration::from_secs(c.ttl_seconds),
@@ -184,6 +190,61 @@ impl DecisionService {
         old
     }
 
+    /// Sets (or clears) the candidate bundle of the policy canary.
+    pub fn set_candidate(&self, bundle: Option<LoadedBundle>) {
+        *self.candidate.write().unwrap_or_else(|p| p.into_inner()) = bundle.map(Arc::new);
+    }
+
+    /// The candidate bundle, if any.
+    pub fn candidate(&self) -> Option<Arc<LoadedBundle>> {
+        self.candidate
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// How the candidate is used.
+    pub fn canary_mode(&self) -> CanaryMode {
+        self.canary_mode
+    }
+
+    /// In shadow mode, evaluates `req` on the candidate bundle and compares with the
+    /// decision the caller got. Call it off the response path. Returns the candidate's
+    /// result when it disagreed (counted in `policy_canary_disagreements_total` and logged).
+    pub fn shadow(
+        &self,
+        req: &DecisionRequest<'_>,
+        served: &Decision,
+    ) -> Option<Result<Option<String>, String>> {
+        if self.canary_mode != CanaryMode::Shadow || served.canary {
+            return None;
+        }
+        let candidate = self.candidate()?;
+        let input_json = req
+            .input
+            .map(|v| String::from_utf8(canonical_json(v)).unwrap_or_default())
+            .unwrap_or_default();
+        let shadow = candidate
+            .evaluator(PathKind::Wasm)
+            .evaluate(req.entrypoint, &input_json)
+            .map_err(|e| e.to_string());
+        let same = matches!(&shadow, Ok(r) if r.as_deref() == served.result.as_deref());
+        if same {
+            return None;
+        }
+        self.metrics
+            .canary_disagreement(&sark_guest::normalize_entrypoint(req.entrypoint));
+        tracing::warn!(
+            entrypoint = req.entrypoint,
+            active = served.result.as_deref().unwrap_or("<undefined>"),
+            candidate = ?shadow,
+            active_bundle = %served.bundle_id,
+            candidate_bundle = %candidate.id,
+            "policy canary disagreement"
+        );
+        Some(shadow)
+    }
+
     /// The decision cache.
     pub fn cache(&self) -> &Arc<DecisionCache> {
         &self.cache
@@ -208,9 +269,39 @@ impl DecisionService {
     /// Makes one decision. See the module docs for the order of things.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Result<Decision, EvalError> {
         let started = Instant::now();
-        let bundle = self.active();
         let user = req.user_key.unwrap_or_else(|| user_key_of(req.input));
+        let routed_candidate = match self.canary_mode {
+            CanaryMode::Route => self
+                .candidate()
+                .filter(|_| self.flags.is_on(POLICY_CANARY, user)),
+            CanaryMode::Shadow => None,
+        };
+        let canary = routed_candidate.is_some();
+        let bundle = routed_candidate.unwrap_or_else(|| self.active());
+        let result = self.decide_on(&bundle, req, user, started);
+        match &result {
+            Ok(d) => self.metrics.decision(d.path, d.elapsed, d.cache_hit),
+            Err(_) => self.metrics.decision_error(req.force_path.unwrap_or(
+                if self.flags.is_on(WASM_ENGINE, user) {
+                    PathKind::Wasm
+                } else {
+                    PathKind::Native
+                },
+            )),
+        }
+        result.map(|mut d| {
+            d.canary = canary;
+            d
+        })
+    }
 
+    fn decide_on(
+        &self,
+        bundle: &Arc<LoadedBundle>,
+        req: &DecisionRequest<'_>,
+        user: &str,
+        started: Instant,
+    ) -> Result<Decision, EvalError> {
         let path = match req.force_path {
             Some(p) => p,
             None if self.flags.is_on(WASM_ENGINE, user) => PathKind::Wasm,
@@ -238,6 +329,7 @@ impl DecisionService {
                     result,
                     path,
                     cache_hit: true,
+                    canary: false,
                     fallback_from: None,
                     bundle_id: bundle.id.clone(),
                     elapsed: started.elapsed(),
@@ -290,6 +382,7 @@ impl DecisionService {
             result,
             path: used,
             cache_hit: false,
+            canary: false,
             fallback_from,
             bundle_id: bundle.id.clone(),
             elapsed: started.elapsed(),

@@ -15,6 +15,8 @@ use std::sync::RwLock;
 pub const WASM_ENGINE: &str = "wasm_engine";
 /// Caches decisions for users in the rollout.
 pub const DECISION_CACHE: &str = "decision_cache";
+/// Sends users to the candidate bundle (route mode).
+pub const POLICY_CANARY: &str = "policy_canary";
 
 /// The state of one feature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +91,15 @@ impl RolloutFlags {
             Feature {
                 enabled: c.enabled,
                 rollout_percentage: c.rollout_percentage,
+                fallback_on_error: false,
+            },
+        );
+        let p = &config.features.policy_canary;
+        features.insert(
+            POLICY_CANARY.to_string(),
+            Feature {
+                enabled: p.enabled,
+                rollout_percentage: p.rollout_percentage,
                 fallback_on_error: false,
             },
         );

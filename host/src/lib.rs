@@ -8,6 +8,7 @@
 //! - [`decide`]: the one decision path (flags, cache, fallback, metrics) over both.
 //! - [`cache`], [`flags`], [`metrics`]: the services `decide()` uses.
 //! - [`config`]: the YAML configuration and its defaults.
+//! - [`server`]: `sark serve`, the HTTP decision point.
 //! - [`cli`]: the `sark` command line.
 
 pub mod bench;
@@ -21,6 +22,7 @@ pub mod flags;
 pub mod metrics;
 pub mod native;
 pub mod runtime;
+pub mod server;
 
 pub use bundle::Bundle;
 pub use evaluator::{EvalError, Evaluator, PathKind};

@@ -90,6 +90,69 @@ pub struct Metrics {
     builtin_assignments: Vec<(&'static str, &'static str, Counter)>,
     rollout: Family<Labels, Gauge>,
     fallbacks: Family<Labels, Counter>,
+    reloads: Family<Labels, Counter>,
+    canary_disagreements: Family<Labels, Counter>,
+    decision_log_dropped: Counter,
+    live: [LiveWindow; 2],
+}
+
+/// Samples kept per implementation for the live comparison (the most recent ones).
+const LIVE_SAMPLES: usize = 8192;
+
+/// Recent latencies and counts of one implementation, for `/admin/metrics/comparison`.
+struct LiveWindow {
+    samples_ns: Box<[AtomicU64]>,
+    next: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    fallbacks: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+impl LiveWindow {
+    fn new() -> Self {
+        LiveWindow {
+            samples_ns: (0..LIVE_SAMPLES).map(|_| AtomicU64::new(0)).collect(),
+            next: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, elapsed: Duration) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % LIVE_SAMPLES;
+        self.samples_ns[i].store(elapsed.as_nanos().max(1) as u64, Ordering::Relaxed);
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        let recorded = (self.next.load(Ordering::Relaxed) as usize).min(LIVE_SAMPLES);
+        let mut v: Vec<u64> = self.samples_ns[..recorded]
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .filter(|x| *x > 0)
+            .collect();
+        v.sort_unstable();
+        let q = |p: f64| -> serde_json::Value {
+            if v.is_empty() {
+                serde_json::Value::Null
+            } else {
+                let idx = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+                serde_json::json!(v[idx] as f64 / 1000.0)
+            }
+        };
+        let requests = self.requests.load(Ordering::Relaxed);
+        let hits = self.cache_hits.load(Ordering::Relaxed);
+        serde_json::json!({
+            "requests": requests,
+            "errors": self.errors.load(Ordering::Relaxed),
+            "fallbacks": self.fallbacks.load(Ordering::Relaxed),
+            "cache_hits": hits,
+            "cache_hit_rate": if requests == 0 { 0.0 } else { hits as f64 / requests as f64 },
+            "latency_us": { "p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "samples": v.len() },
+        })
+    }
 }
 
 fn idx(path: PathKind) -> usize {
@@ -163,6 +226,24 @@ impl Metrics {
             "Decisions re-evaluated on the native path after a component failure",
             fallbacks.clone(),
         );
+        let reloads: Family<Labels, Counter> = Family::default();
+        registry.register(
+            "bundle_reloads",
+            "Bundle reload attempts by result",
+            reloads.clone(),
+        );
+        let canary_disagreements: Family<Labels, Counter> = Family::default();
+        registry.register(
+            "policy_canary_disagreements",
+            "Shadow decisions of the candidate bundle that differ from the active bundle's",
+            canary_disagreements.clone(),
+        );
+        let decision_log_dropped = Counter::default();
+        registry.register(
+            "decision_log_dropped",
+            "Decision log records dropped because the writer fell behind",
+            decision_log_dropped.clone(),
+        );
 
         let path = |p: PathKind| PathHandles {
             duration: durations
@@ -227,6 +308,10 @@ impl Metrics {
             assignments,
             rollout,
             fallbacks,
+            reloads,
+            canary_disagreements,
+            decision_log_dropped,
+            live: [LiveWindow::new(), LiveWindow::new()],
             registry,
         }
     }
@@ -296,6 +381,58 @@ impl Metrics {
                 ("error_type", error_type.to_string()),
             ])
             .inc();
+    }
+
+    /// Records a served decision for the live comparison.
+    pub fn decision(&self, path: PathKind, elapsed: Duration, cache_hit: bool) {
+        let w = &self.live[idx(path)];
+        w.record(elapsed);
+        w.requests.fetch_add(1, Ordering::Relaxed);
+        if cache_hit {
+            w.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a failed decision for the live comparison.
+    pub fn decision_error(&self, path: PathKind) {
+        let w = &self.live[idx(path)];
+        w.requests.fetch_add(1, Ordering::Relaxed);
+        w.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records, for the live comparison, that `path` failed and another path decided.
+    pub fn decision_fallback(&self, path: PathKind) {
+        self.live[idx(path)]
+            .fallbacks
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Per implementation: requests, errors, fallbacks, cache hit rate and p50/p95/p99 of the
+    /// most recent decisions, measured on live traffic.
+    pub fn comparison(&self) -> serde_json::Value {
+        serde_json::json!({
+            "wasm": self.live[0].summary(),
+            "native": self.live[1].summary(),
+        })
+    }
+
+    /// Records a bundle reload attempt (`result` = `success` | `failure`).
+    pub fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+    }
+
+    /// Records a shadow disagreement of the candidate bundle.
+    pub fn canary_disagreement(&self, entrypoint: &str) {
+        self.canary_disagreements
+            .get_or_create(&vec![("entrypoint", entrypoint.to_string())])
+            .inc();
+    }
+
+    /// Records a dropped decision log record.
+    pub fn decision_log_dropped(&self) {
+        self.decision_log_dropped.inc();
     }
 
     /// Encodes everything in the Prometheus text format, after refreshing the gauges and

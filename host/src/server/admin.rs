@@ -1,0 +1,264 @@
+//! Health, metrics and the admin API (bearer token, compared in constant time).
+
+use super::AppState;
+use super::respond::{json_text, opa_error};
+use crate::evaluator::PathKind;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Checks one path of the active bundle: an evaluation that the component (or native
+/// engine) completes, whatever the policy answers, is healthy.
+fn path_health(state: &AppState, path: PathKind) -> Result<(), String> {
+    let active = state.service.active();
+    let entrypoint = active
+        .bundle
+        .manifest()
+        .entrypoints
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "data".into());
+    match active.evaluator(path).evaluate(&entrypoint, "{}") {
+        Err(e) if e.is_component_failure() => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// `GET /health`: 200 only when the bundle is loaded and the component evaluates.
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let wasm = path_health(&state, PathKind::Wasm);
+    let native = path_health(&state, PathKind::Native);
+    let active = state.service.active();
+    let m = active.bundle.manifest();
+    let reload = state.reloads.status();
+    let healthy = wasm.is_ok();
+    let status = |r: &Result<(), String>| match r {
+        Ok(()) => json!("ok"),
+        Err(e) => json!({"error": e}),
+    };
+    let body = json!({
+        "status": if healthy { "ok" } else { "unhealthy" },
+        "bundle": {"revision": m.revision, "content_hash": m.content_hash, "entrypoints": m.entrypoints},
+        "candidate": state.service.candidate().map(|c| c.id.to_string()),
+        "paths": {"wasm": status(&wasm), "native": status(&native)},
+        "reload": reload,
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_text(code, body.to_string())
+}
+
+/// `GET /health/live`: the process answers.
+pub async fn live() -> Response {
+    json_text(StatusCode::OK, r#"{"status":"alive"}"#.into())
+}
+
+/// `GET /health/ready`: a bundle is loaded and the component evaluates.
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match path_health(&state, PathKind::Wasm) {
+        Ok(()) => json_text(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+        Err(e) => json_text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready", "error": e}).to_string(),
+        ),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.service.metrics_text(),
+    )
+        .into_response()
+}
+
+/// Checks the bearer token; `Err` is the response to send.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &state.admin_token else {
+        return Err(opa_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the admin API is off: set server.admin_token or SARK_ADMIN_TOKEN",
+            vec![],
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare digests so neither the content nor the length leaks through timing.
+    let ok: bool = Sha256::digest(given.as_bytes())
+        .ct_eq(&Sha256::digest(expected.as_bytes()))
+        .into();
+    if !given.is_empty() && ok {
+        Ok(())
+    } else {
+        Err(opa_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+            vec![],
+        ))
+    }
+}
+
+macro_rules! guard {
+    ($state:expr, $headers:expr) => {
+        if let Err(resp) = authorize(&$state, &$headers) {
+            return resp;
+        }
+    };
+}
+
+fn features_body(state: &AppState) -> serde_json::Value {
+    json!({
+        "features": state.service.flags().all(),
+        "policy_canary_mode": state.service.canary_mode(),
+        "bucketing": "XXH3_64(seed 0, \"<feature>:<user key>\") mod 100 < rollout_percentage",
+    })
+}
+
+pub async fn features(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    json_text(StatusCode::OK, features_body(&state).to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutUpdate {
+    feature: String,
+    percentage: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutFeature {
+    feature: String,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| super::respond::bad_json(&e))
+}
+
+fn flag_result(
+    state: &AppState,
+    r: Result<crate::flags::Feature, crate::flags::FlagError>,
+) -> Response {
+    match r {
+        Ok(_) => json_text(StatusCode::OK, features_body(state).to_string()),
+        Err(e @ crate::flags::FlagError::Persist { .. }) => opa_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            &e.to_string(),
+            vec![],
+        ),
+        Err(e) => opa_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            &e.to_string(),
+            vec![],
+        ),
+    }
+}
+
+pub async fn rollout_update(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    guard!(state, headers);
+    let u: RolloutUpdate = match parse(&body) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let r = state
+        .service
+        .flags()
+        .set_percentage(&u.feature, u.percentage);
+    tracing::info!(
+        feature = u.feature,
+        percentage = u.percentage,
+        ok = r.is_ok(),
+        "rollout update"
+    );
+    flag_result(&state, r)
+}
+
+pub async fn rollout_rollback(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    guard!(state, headers);
+    let f: RolloutFeature = match parse(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let r = state.service.flags().rollback(&f.feature);
+    tracing::warn!(feature = f.feature, ok = r.is_ok(), "rollout rollback");
+    flag_result(&state, r)
+}
+
+pub async fn rollout_rollback_all(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
+    guard!(state, headers);
+    match state.service.flags().rollback_all() {
+        Ok(()) => {
+            tracing::warn!("rollout rollback of every feature");
+            json_text(StatusCode::OK, features_body(&state).to_string())
+        }
+        Err(e) => opa_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            &e.to_string(),
+            vec![],
+        ),
+    }
+}
+
+pub async fn comparison(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    let body = json!({
+        "implementations": state.service.metrics().comparison(),
+        "cache": state.service.cache().stats(),
+    });
+    json_text(StatusCode::OK, body.to_string())
+}
+
+pub async fn bundle_reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    match super::reload::reload(&state, "admin API").await {
+        Ok(revision) => json_text(
+            StatusCode::OK,
+            json!({"reloaded": true, "revision": revision}).to_string(),
+        ),
+        Err(e) => {
+            let active = state.service.active();
+            opa_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bundle_refused",
+                &format!(
+                    "the new bundle was refused; revision {} stays active: {e}",
+                    active.bundle.manifest().revision
+                ),
+                vec![],
+            )
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The SARK gateway API: authorization of MCP tool calls and agent-to-agent calls. A policy
+//! error or an undefined decision fails closed.
+
+use super::AppState;
+use super::opa::after_decision;
+use super::respond::{bad_json, body_rejected, json_text};
+use crate::decide::DecisionRequest;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The body of `POST /api/v1/gateway/authorize`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AuthorizeRequest {
+    action: Option<String>,
+    server_name: Option<String>,
+    tool_name: Option<String>,
+    parameters: Value,
+    gateway_metadata: Value,
+    user: Value,
+}
+
+/// Builds the policy input: user, action, resource {server, tool, sensitivity},
+/// parameters, context {timestamp, gateway metadata}.
+fn gateway_input(r: AuthorizeRequest) -> Value {
+    let sensitivity = r.gateway_metadata.get("sensitivity").cloned();
+    let mut resource = json!({"server": r.server_name, "tool": r.tool_name});
+    if let Some(s) = sensitivity {
+        resource["sensitivity"] = s;
+    }
+    json!({
+        "user": r.user,
+        "action": r.action.unwrap_or_else(|| "tool:invoke".into()),
+        "resource": resource,
+        "parameters": if r.parameters.is_null() { json!({}) } else { r.parameters },
+        "context": {
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "gateway_metadata": r.gateway_metadata,
+        },
+    })
+}
+
+pub async fn authorize(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
+    let request: AuthorizeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_json(&e),
+    };
+    let input = gateway_input(request);
+    let entrypoint = state.config.server.gateway_entrypoint.clone();
+    decide_closed(&state, &entrypoint, input)
+}
+
+pub async fn authorize_a2a(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
+    let input: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_json(&e),
+    };
+    if !input.is_object() {
+        return super::respond::opa_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "the body must be a JSON object",
+            vec![],
+        );
+    }
+    let entrypoint = state.config.server.a2a_entrypoint.clone();
+    decide_closed(&state, &entrypoint, input)
+}
+
+/// Decides and answers `{allow, reason, filtered_parameters, audit_id, cache_ttl}`; any
+/// failure answers `allow: false` with `cache_ttl: 0`.
+fn decide_closed(state: &Arc<AppState>, entrypoint: &str, input: Value) -> Response {
+    let audit_id = uuid::Uuid::new_v4().to_string();
+    let req = DecisionRequest::new(entrypoint, Some(&input));
+    let decision = state.service.decide(&req);
+    let body = match &decision {
+        Ok(d) => {
+            let doc: Value = d
+                .result
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or(Value::Null);
+            match doc.get("allow").and_then(Value::as_bool) {
+                Some(allow) => {
+                    let reason = match doc.get("reasons") {
+                        Some(Value::Array(rs)) => rs
+                            .iter()
+                            .map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_string))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        Some(Value::String(s)) => s.clone(),
+                        _ => doc
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    };
+                    json!({
+                        "allow": allow,
+                        "reason": reason,
+                        "filtered_parameters": doc.get("filtered_parameters").cloned().unwrap_or_else(|| input.get("parameters").cloned().unwrap_or(json!({}))),
+                        "audit_id": audit_id,
+                        "cache_ttl": doc.get("cache_ttl").cloned().unwrap_or(json!(0)),
+                    })
+                }
+                None => {
+                    tracing::warn!(
+                        entrypoint,
+                        "gateway decision has no boolean `allow`; failing closed"
+                    );
+                    closed(&audit_id, "the policy returned no decision")
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(entrypoint, error = %e, "gateway decision failed; failing closed");
+            closed(&audit_id, &format!("policy error: {e}"))
+        }
+    };
+    after_decision(
+        state,
+        entrypoint,
+        Some(&input),
+        decision.as_ref().ok(),
+        &audit_id,
+    );
+    json_text(StatusCode::OK, body.to_string())
+}
+
+fn closed(audit_id: &str, reason: &str) -> Value {
+    json!({
+        "allow": false,
+        "reason": reason,
+        "filtered_parameters": {},
+        "audit_id": audit_id,
+        "cache_ttl": 0,
+    })
+}

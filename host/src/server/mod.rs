@@ -1,0 +1,120 @@
+//! `sark serve`: the policy decision point over HTTP — OPA-compatible data and query API,
+//! the SARK gateway API, health, metrics and the admin API — with hot reload, policy
+//! canaries and a decision log.
+
+mod admin;
+mod decision_log;
+mod gateway;
+mod opa;
+mod reload;
+mod respond;
+
+pub use decision_log::DecisionLog;
+pub use reload::ReloadStatus;
+
+use crate::config::Config;
+use crate::decide::DecisionService;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The one decision path.
+    pub service: Arc<DecisionService>,
+    /// The configuration the server started with.
+    pub config: Config,
+    /// The admin bearer token; `None` turns the admin API off.
+    pub admin_token: Option<String>,
+    /// The bundle file reloads read.
+    pub bundle_path: PathBuf,
+    /// Reload bookkeeping (serializes reloads, remembers the last outcome).
+    pub reloads: reload::Reloader,
+    /// The decision log, when enabled.
+    pub log: Option<DecisionLog>,
+}
+
+/// Builds the router over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state
+        .config
+        .limits
+        .max_input_bytes
+        .saturating_add(64 * 1024);
+    Router::new()
+        .route(
+            "/v1/data",
+            post(opa::post_data_root).get(opa::get_data_root),
+        )
+        .route("/v1/data/{*path}", post(opa::post_data).get(opa::get_data))
+        .route("/v0/data/{*path}", post(opa::post_v0_data))
+        .route("/v1/query", post(opa::post_query).get(opa::get_query))
+        .route("/v1/batch/data/{*path}", post(opa::post_batch))
+        .route("/api/v1/gateway/authorize", post(gateway::authorize))
+        .route(
+            "/api/v1/gateway/authorize-a2a",
+            post(gateway::authorize_a2a),
+        )
+        .route("/health", get(admin::health))
+        .route("/health/live", get(admin::live))
+        .route("/health/ready", get(admin::ready))
+        .route("/metrics", get(admin::metrics))
+        .route("/admin/features", get(admin::features))
+        .route("/admin/rollout/update", post(admin::rollout_update))
+        .route("/admin/rollout/rollback", post(admin::rollout_rollback))
+        .route(
+            "/admin/rollout/rollback-all",
+            post(admin::rollout_rollback_all),
+        )
+        .route("/admin/metrics/comparison", get(admin::comparison))
+        .route("/admin/bundle/reload", post(admin::bundle_reload))
+        .fallback(respond::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves until SIGTERM or ctrl-c, then finishes in-flight requests.
+pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    // Scripts and tests read this line to learn the port.
+    println!("listening on http://{local}");
+    tracing::info!(%local, bundle = %state.bundle_path.display(), "sark serve started");
+    reload::spawn_watchers(state.clone());
+    state
+        .service
+        .cache()
+        .spawn_sweeper(std::time::Duration::from_secs(1));
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("sark serve stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

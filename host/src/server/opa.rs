@@ -1,0 +1,366 @@
+//! OPA-compatible endpoints: `/v1/data`, `/v0/data`, `/v1/query`, `/v1/batch/data`.
+
+use super::AppState;
+use super::respond::{bad_json, body_rejected, eval_error, json_text, opa_error};
+use crate::decide::{Decision, DecisionRequest};
+use crate::evaluator::PathKind;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Query parameters OPA's data API accepts. A flag given without a value is on.
+#[derive(Debug, Default, Deserialize)]
+pub struct DataParams {
+    pretty: Option<String>,
+    metrics: Option<String>,
+    provenance: Option<String>,
+    input: Option<String>,
+    q: Option<String>,
+}
+
+fn flag(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("" | "true" | "1"))
+}
+
+/// The `{"input": …}` envelope of POST /v1/data.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputEnvelope {
+    input: Option<Value>,
+}
+
+fn parse_envelope(body: &[u8]) -> Result<Option<Value>, Response> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    let envelope: InputEnvelope = serde_json::from_slice(body).map_err(|e| bad_json(&e))?;
+    Ok(envelope.input)
+}
+
+pub async fn post_data_root(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<DataParams>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    post_data_inner(state, String::new(), params, body)
+}
+
+pub async fn post_data(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    Query(params): Query<DataParams>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    post_data_inner(state, path, params, body)
+}
+
+fn post_data_inner(
+    state: Arc<AppState>,
+    path: String,
+    params: DataParams,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
+    let input = match parse_envelope(&body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    data_response(&state, &path, input, &params)
+}
+
+pub async fn get_data_root(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<DataParams>,
+) -> Response {
+    get_data_inner(state, String::new(), params)
+}
+
+pub async fn get_data(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    Query(params): Query<DataParams>,
+) -> Response {
+    get_data_inner(state, path, params)
+}
+
+fn get_data_inner(state: Arc<AppState>, path: String, params: DataParams) -> Response {
+    let input = match params.input.as_deref() {
+        Some(text) => match serde_json::from_str(text) {
+            Ok(v) => Some(v),
+            Err(e) => return bad_json(&e),
+        },
+        None => None,
+    };
+    data_response(&state, &path, input, &params)
+}
+
+/// Decides `path` for `input` and answers in OPA's `/v1/data` shape.
+fn data_response(
+    state: &Arc<AppState>,
+    path: &str,
+    input: Option<Value>,
+    params: &DataParams,
+) -> Response {
+    let started = Instant::now();
+    let entrypoint = if path.is_empty() { "data" } else { path };
+    let decision_id = uuid::Uuid::new_v4().to_string();
+    let req = DecisionRequest::new(entrypoint, input.as_ref());
+    let outcome = state.service.decide(&req);
+    let decision = match outcome {
+        Ok(d) => Some(d),
+        Err(e) => match eval_error(&e) {
+            Some(resp) => {
+                tracing::debug!(entrypoint, error = %e, "decision failed");
+                return resp;
+            }
+            None => None,
+        },
+    };
+    after_decision(
+        state,
+        entrypoint,
+        input.as_ref(),
+        decision.as_ref(),
+        &decision_id,
+    );
+
+    let mut body = String::with_capacity(128);
+    body.push_str("{\"decision_id\":\"");
+    body.push_str(&decision_id);
+    body.push('"');
+    if let Some(result) = decision.as_ref().and_then(|d| d.result.as_deref()) {
+        body.push_str(",\"result\":");
+        body.push_str(result);
+    }
+    if flag(&params.metrics) {
+        let d = decision.as_ref();
+        body.push_str(&format!(
+            ",\"metrics\":{{\"timer_server_handler_ns\":{},\"timer_rego_query_eval_ns\":{},\"cache_hit\":{},\"implementation\":\"{}\"}}",
+            started.elapsed().as_nanos(),
+            d.map_or(0, |d| d.elapsed.as_nanos()),
+            d.is_some_and(|d| d.cache_hit),
+            d.map_or("none", |d| d.path.as_str()),
+        ));
+    }
+    if flag(&params.provenance) {
+        let active = state.service.active();
+        let m = active.bundle.manifest();
+        let p = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": m.revision,
+            "bundles": {"sark": {"revision": m.revision, "content_hash": m.content_hash}},
+        });
+        body.push_str(",\"provenance\":");
+        body.push_str(&p.to_string());
+    }
+    body.push('}');
+    if flag(&params.pretty) {
+        if let Ok(v) = serde_json::from_str::<Value>(&body) {
+            body = serde_json::to_string_pretty(&v).unwrap_or(body);
+        }
+    }
+    json_text(StatusCode::OK, body)
+}
+
+/// Decision log and policy-canary shadow evaluation, both off the response path.
+pub(super) fn after_decision(
+    state: &Arc<AppState>,
+    entrypoint: &str,
+    input: Option<&Value>,
+    decision: Option<&Decision>,
+    decision_id: &str,
+) {
+    if let Some(log) = &state.log {
+        log.record(decision_id, entrypoint, input, decision);
+    }
+    let Some(decision) = decision else { return };
+    if state.service.candidate().is_none()
+        || state.service.canary_mode() != crate::config::CanaryMode::Shadow
+    {
+        return;
+    }
+    let service = state.service.clone();
+    let entrypoint = entrypoint.to_string();
+    let input = input.cloned();
+    let decision = decision.clone();
+    tokio::task::spawn_blocking(move || {
+        let req = DecisionRequest::new(&entrypoint, input.as_ref());
+        service.shadow(&req, &decision);
+    });
+}
+
+/// `POST /v0/data/{path}`: the body is the input; the response is the raw value, 404 when
+/// undefined.
+pub async fn post_v0_data(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
+    let input: Option<Value> = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        None
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => Some(v),
+            Err(e) => return bad_json(&e),
+        }
+    };
+    let decision_id = uuid::Uuid::new_v4().to_string();
+    let req = DecisionRequest::new(&path, input.as_ref());
+    let decision = match state.service.decide(&req) {
+        Ok(d) => Some(d),
+        Err(e) => match eval_error(&e) {
+            Some(resp) => return resp,
+            None => None,
+        },
+    };
+    after_decision(
+        &state,
+        &path,
+        input.as_ref(),
+        decision.as_ref(),
+        &decision_id,
+    );
+    match decision.and_then(|d| d.result) {
+        Some(result) => json_text(StatusCode::OK, result.to_string()),
+        None => opa_error(
+            StatusCode::NOT_FOUND,
+            "undefined_document",
+            &format!(
+                "document missing or undefined: {}",
+                sark_guest::normalize_entrypoint(&path)
+            ),
+            vec![],
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    query: String,
+    input: Option<Value>,
+}
+
+pub async fn post_query(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
+    let q: QueryBody = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => return bad_json(&e),
+    };
+    query_response(&state, &q.query, q.input.as_ref())
+}
+
+pub async fn get_query(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<DataParams>,
+) -> Response {
+    let Some(q) = params.q.as_deref() else {
+        return opa_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "missing parameter `q`",
+            vec![],
+        );
+    };
+    let input = match params.input.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => return bad_json(&e),
+        None => None,
+    };
+    query_response(&state, q, input.as_ref())
+}
+
+/// Runs an ad-hoc query on the wasm path; answers `{"result": [bindings, …]}` as OPA does.
+fn query_response(state: &Arc<AppState>, query: &str, input: Option<&Value>) -> Response {
+    let input_json = input.map(|v| v.to_string()).unwrap_or_default();
+    let active = state.service.active();
+    let results = match active.evaluator(PathKind::Wasm).query(query, &input_json) {
+        Ok(r) => r,
+        Err(e) => {
+            return eval_error(&e).unwrap_or_else(|| {
+                opa_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    &e.to_string(),
+                    vec![],
+                )
+            });
+        }
+    };
+    let parsed: Vec<Value> = serde_json::from_str(&results).unwrap_or_default();
+    let bindings: Vec<Value> = parsed
+        .into_iter()
+        .map(|r| r.get("bindings").cloned().unwrap_or_else(|| json!({})))
+        .collect();
+    json_text(StatusCode::OK, json!({"result": bindings}).to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    inputs: BTreeMap<String, Value>,
+}
+
+/// `POST /v1/batch/data/{path}`: many inputs, one response per id (207 when some failed).
+pub async fn post_batch(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
+    let batch: BatchBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_json(&e),
+    };
+    let mut responses = serde_json::Map::new();
+    let mut failed = false;
+    for (id, input) in &batch.inputs {
+        let decision_id = uuid::Uuid::new_v4().to_string();
+        let req = DecisionRequest::new(&path, Some(input));
+        let entry = match state.service.decide(&req) {
+            Ok(d) => {
+                after_decision(&state, &path, Some(input), Some(&d), &decision_id);
+                let mut e = json!({"decision_id": decision_id});
+                if let Some(r) = d.result.as_deref() {
+                    e["result"] = serde_json::from_str(r).unwrap_or(Value::Null);
+                }
+                e
+            }
+            Err(err) if eval_error(&err).is_none() => json!({"decision_id": decision_id}),
+            Err(err) => {
+                failed = true;
+                json!({"code": "internal_error", "message": err.to_string(), "http_status_code": "500"})
+            }
+        };
+        responses.insert(id.clone(), entry);
+    }
+    let status = if failed {
+        StatusCode::MULTI_STATUS
+    } else {
+        StatusCode::OK
+    };
+    json_text(status, json!({"responses": responses}).to_string())
+}

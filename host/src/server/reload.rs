@@ -1,0 +1,117 @@
+//! Hot reload: a new bundle (file change, SIGHUP, admin call) is read, verified and loaded
+//! off the request path, then swapped in; a broken bundle is refused and the old one stays.
+
+use super::AppState;
+use crate::bundle::Bundle;
+use crate::decide::LoadedBundle;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The outcome of the last reload attempt.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    /// Reload attempts since start.
+    pub attempts: u64,
+    /// Successful reloads since start.
+    pub successes: u64,
+    /// Why the last attempt failed, when it did (cleared by a success).
+    pub last_error: Option<String>,
+    /// Revision of the bundle loaded by the last success.
+    pub last_revision: Option<String>,
+}
+
+/// Serializes reloads and remembers their outcome.
+#[derive(Default)]
+pub struct Reloader {
+    lock: tokio::sync::Mutex<()>,
+    status: std::sync::Mutex<ReloadStatus>,
+}
+
+impl Reloader {
+    /// The last outcome.
+    pub fn status(&self) -> ReloadStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Reloads the bundle file; returns the new revision or why it was refused.
+pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, String> {
+    let _guard = state.reloads.lock.lock().await;
+    let path = state.bundle_path.clone();
+    let service = state.service.clone();
+    let config = state.config.clone();
+    let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedBundle, String> {
+        let bundle = Bundle::read(&path).map_err(|e| e.to_string())?;
+        let pool = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+        LoadedBundle::load(service.runtime(), bundle, &config, pool).map_err(|e| format!("{e:#}"))
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))
+    .and_then(|r| r);
+    let mut status = state
+        .reloads
+        .status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    status.attempts += 1;
+    match loaded {
+        Ok(bundle) => {
+            let revision = bundle.bundle.manifest().revision.clone();
+            let id = bundle.id.clone();
+            state.service.swap_bundle(bundle);
+            state.service.metrics().reload("success");
+            status.successes += 1;
+            status.last_error = None;
+            status.last_revision = Some(revision.clone());
+            tracing::info!(reason, bundle = %id, "bundle reloaded");
+            Ok(revision)
+        }
+        Err(e) => {
+            state.service.metrics().reload("failure");
+            status.last_error = Some(e.clone());
+            tracing::error!(reason, error = %e, "bundle reload refused; the previous bundle stays active");
+            Err(e)
+        }
+    }
+}
+
+fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Starts the file watcher (polling) and the SIGHUP handler.
+pub fn spawn_watchers(state: Arc<AppState>) {
+    let poll = state.config.server.reload_poll_ms;
+    if poll > 0 {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut last = fingerprint(&state.bundle_path);
+            let mut tick = tokio::time::interval(Duration::from_millis(poll));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = fingerprint(&state.bundle_path);
+                if now.is_some() && now != last {
+                    last = now;
+                    let _ = reload(&state, "bundle file changed").await;
+                }
+            }
+        });
+    }
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot install the SIGHUP handler");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = reload(&state, "SIGHUP").await;
+        }
+    });
+}

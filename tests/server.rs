@@ -1,0 +1,597 @@
+//! The real `sark serve` on an ephemeral port, driven by a real HTTP client.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(bundle: &Path, config: Option<&Path>, extra: &[&str], token: Option<&str>) -> Server {
+        let mut cmd = sark();
+        cmd.args([
+            "serve",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ]);
+        if let Some(c) = config {
+            cmd.args(["--config", c.to_str().unwrap()]);
+        }
+        cmd.args(extra);
+        cmd.env_remove("SARK_ADMIN_TOKEN");
+        if let Some(t) = token {
+            cmd.env("SARK_ADMIN_TOKEN", t);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("server printed its address").unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.to_string();
+            }
+        };
+        // Keep draining stdout (the decision log may write there).
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base,
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .body(body.to_string()),
+        )
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    fn admin(&self, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = match &body {
+            Some(b) => self
+                .http
+                .post(format!("{}{path}", self.base))
+                .body(b.to_string()),
+            None if path.contains("rollback-all") || path.contains("reload") => {
+                self.http.post(format!("{}{path}", self.base))
+            }
+            None => self.http.get(format!("{}{path}", self.base)),
+        };
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req)
+    }
+
+    fn send(&self, req: reqwest::blocking::RequestBuilder) -> (u16, Value) {
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+}
+
+fn sample(name: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(root().join("policies/samples").join(name)).unwrap(),
+    )
+    .unwrap()
+}
+
+fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let p = dir.join("sark.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    p
+}
+
+#[test]
+fn opa_data_api() {
+    let s = Server::start(example_bundle(), None, &[], None);
+    let input = sample("developer-create-issue.json");
+    let (code, body) = s.post(
+        "/v1/data/mcp/gateway/decision",
+        &json!({"input": input}).to_string(),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(body["result"]["allow"], true);
+    assert!(body["decision_id"].as_str().unwrap().len() >= 32);
+
+    // GET with ?input=, provenance and metrics.
+    let q = urlencode(&input.to_string());
+    let (code, body) = s.get(&format!(
+        "/v1/data/mcp/gateway/allow?input={q}&provenance=true&metrics=true"
+    ));
+    assert_eq!(code, 200);
+    assert_eq!(body["result"], true);
+    assert_eq!(body["provenance"]["revision"], "mcp-policies-1.0.0");
+    assert!(
+        body["metrics"]["timer_rego_query_eval_ns"]
+            .as_u64()
+            .is_some()
+    );
+
+    // Unknown path: 200 without result, as OPA.
+    let (code, body) = s.post("/v1/data/mcp/gateway/nothing_here", r#"{"input": {}}"#);
+    assert_eq!(code, 200);
+    assert!(
+        body.get("result").is_none() && body.get("decision_id").is_some(),
+        "{body}"
+    );
+
+    // Pretty output is still the same JSON.
+    let (_, body) = s.post(
+        "/v1/data/mcp/gateway/allow?pretty=true",
+        &json!({"input": input}).to_string(),
+    );
+    assert_eq!(body["result"], true);
+
+    // v0: raw input, raw value; undefined is 404.
+    let (code, body) = s.post("/v0/data/mcp/gateway/allow", &input.to_string());
+    assert_eq!((code, body), (200, json!(true)));
+    let (code, body) = s.post("/v0/data/mcp/gateway/nothing_here", "{}");
+    assert_eq!(code, 404);
+    assert_eq!(body["code"], "undefined_document");
+
+    // Batch.
+    let viewer = sample("viewer-write-denied.json");
+    let (code, body) = s.post(
+        "/v1/batch/data/mcp/gateway/allow",
+        &json!({"inputs": {"a": input, "b": viewer}}).to_string(),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(body["responses"]["a"]["result"], true);
+    assert_eq!(body["responses"]["b"]["result"], false);
+
+    // Ad-hoc queries.
+    let (code, body) = s.post(
+        "/v1/query",
+        r#"{"query": "x := input.a + 1", "input": {"a": 41}}"#,
+    );
+    assert_eq!((code, body), (200, json!({"result": [{"x": 42}]})));
+    let (code, body) = s.get("/v1/query?q=y%20%3A%3D%20data.mcp.config.max_delegation_depth");
+    assert_eq!(code, 200);
+    assert_eq!(body["result"][0]["y"], 3);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn errors_in_opa_shape() {
+    let dir = scratch("server-errors");
+    let bundle = dir.join("basic.wasm");
+    build(&fixture("basic"), &bundle, &[]);
+    let config = write_config(&dir, "limits: { max_input_bytes: 2000 }\n");
+    let s = Server::start(&bundle, Some(&config), &[], None);
+
+    let (code, body) = s.post("/v1/data/basic/flag", r#"{"input": {"#);
+    assert_eq!(code, 400);
+    assert_eq!(body["code"], "invalid_parameter");
+
+    let big = json!({"input": {"a": "x".repeat(100_000)}}).to_string();
+    let (code, body) = s.post("/v1/data/basic/echo", &big);
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(body["code"], "request_too_large");
+
+    let nested = format!(r#"{{"input": {}{}}}"#, "[".repeat(600), "]".repeat(600));
+    let (code, body) = s.post("/v1/data/basic/echo", &nested);
+    assert_eq!(code, 400, "{body}");
+
+    let (code, body) = s.post("/v1/data/basic/conflict", r#"{"input": {"c": true}}"#);
+    assert_eq!(code, 500);
+    assert_eq!(body["code"], "internal_error");
+    assert_eq!(body["errors"][0]["code"], "eval_conflict_error");
+
+    let (code, body) = s.post("/v1/query", r#"{"query": "x := "}"#);
+    assert_eq!(code, 400, "{body}");
+
+    // Still healthy after all that.
+    assert_eq!(s.get("/health").0, 200);
+}
+
+#[test]
+fn gateway_api_and_fail_closed() {
+    let s = Server::start(example_bundle(), None, &[], None);
+    let (code, body) = s.post(
+        "/api/v1/gateway/authorize",
+        r#"{"action": "tool:invoke", "server_name": "github", "tool_name": "create_issue",
+            "parameters": {"title": "x", "api_key": "k"}, "gateway_metadata": {"request_id": "r1"},
+            "user": {"id": "dana", "role": "developer"}}"#,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(body["allow"], true);
+    assert_eq!(body["filtered_parameters"], json!({"title": "x"}));
+    assert_eq!(body["cache_ttl"], 180);
+    assert!(body["audit_id"].as_str().is_some());
+    assert_eq!(body["reason"], "role developer may write internal tools");
+
+    let (_, body) = s.post(
+        "/api/v1/gateway/authorize",
+        r#"{"server_name": "jira", "tool_name": "create_ticket", "user": {"id": "vic", "role": "viewer"}}"#,
+    );
+    assert_eq!(body["allow"], false);
+    assert_eq!(
+        body["reason"],
+        "role viewer may not perform write operations"
+    );
+
+    let (_, body) = s.post(
+        "/api/v1/gateway/authorize-a2a",
+        &sample("a2a-planner-delegates.json").to_string(),
+    );
+    assert_eq!(body["allow"], true);
+    assert_eq!(body["cache_ttl"], 120);
+
+    // A bundle without the gateway entrypoint: fail closed, never open.
+    let dir = scratch("server-closed");
+    let bundle = dir.join("basic.wasm");
+    build(&fixture("basic"), &bundle, &[]);
+    let s = Server::start(&bundle, None, &[], None);
+    let (code, body) = s.post(
+        "/api/v1/gateway/authorize",
+        r#"{"server_name": "x", "user": {"id": "a"}}"#,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(body["allow"], false);
+    assert_eq!(body["cache_ttl"], 0);
+    let (code, _) = s.post("/api/v1/gateway/authorize", "not json");
+    assert_eq!(code, 400);
+}
+
+#[test]
+fn health_and_metrics() {
+    let s = Server::start(example_bundle(), None, &[], None);
+    let (code, body) = s.get("/health");
+    assert_eq!(code, 200);
+    assert_eq!(body["paths"]["wasm"], "ok");
+    assert_eq!(body["paths"]["native"], "ok");
+    assert_eq!(s.get("/health/live").0, 200);
+    assert_eq!(s.get("/health/ready").0, 200);
+    s.post(
+        "/v1/data/mcp/gateway/allow",
+        &json!({"input": sample("developer-create-issue.json")}).to_string(),
+    );
+    let text = s.metrics();
+    assert!(
+        text.contains("opa_evaluation_total{implementation=\"wasm\",result=\"allow\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("feature_flag_rollout_percentage{feature=\"wasm_engine\"} 100"),
+        "{text}"
+    );
+    assert_eq!(s.get("/no/such/route").0, 404);
+}
+
+#[test]
+fn admin_auth_and_rollback_on_the_next_request() {
+    // No token configured: the admin API is off.
+    let s = Server::start(example_bundle(), None, &[], None);
+    assert_eq!(s.admin("/admin/features", None, None).0, 404);
+    drop(s);
+
+    let s = Server::start(example_bundle(), None, &[], Some("s3cret"));
+    assert_eq!(s.admin("/admin/features", None, None).0, 401);
+    assert_eq!(s.admin("/admin/features", Some("wrong"), None).0, 401);
+    let (code, body) = s.admin("/admin/features", Some("s3cret"), None);
+    assert_eq!(code, 200);
+    assert_eq!(body["features"]["wasm_engine"]["rollout_percentage"], 100);
+
+    let input = json!({"input": sample("developer-create-issue.json")}).to_string();
+    let implementation = |s: &Server| {
+        s.post("/v1/data/mcp/gateway/allow?metrics", &input).1["metrics"]["implementation"].clone()
+    };
+    // Turn the cache off so every request evaluates.
+    let (code, _) = s.admin(
+        "/admin/rollout/update",
+        Some("s3cret"),
+        Some(json!({"feature": "decision_cache", "percentage": 0})),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(implementation(&s), "wasm");
+    let (code, _) = s.admin(
+        "/admin/rollout/rollback",
+        Some("s3cret"),
+        Some(json!({"feature": "wasm_engine"})),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        implementation(&s),
+        "native",
+        "rollback applies to the next request"
+    );
+    let (code, _) = s.admin(
+        "/admin/rollout/update",
+        Some("s3cret"),
+        Some(json!({"feature": "wasm_engine", "percentage": 100})),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(implementation(&s), "wasm");
+    let (code, body) = s.admin(
+        "/admin/rollout/update",
+        Some("s3cret"),
+        Some(json!({"feature": "nope", "percentage": 1})),
+    );
+    assert_eq!(code, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown feature")
+    );
+    let (code, _) = s.admin(
+        "/admin/rollout/update",
+        Some("s3cret"),
+        Some(json!({"feature": "wasm_engine", "percentage": 101})),
+    );
+    assert_eq!(code, 400);
+    let (code, body) = s.admin("/admin/rollout/rollback-all", Some("s3cret"), None);
+    assert_eq!(code, 200);
+    assert_eq!(body["features"]["wasm_engine"]["rollout_percentage"], 0);
+
+    // Live comparison with real figures.
+    let (code, body) = s.admin("/admin/metrics/comparison", Some("s3cret"), None);
+    assert_eq!(code, 200);
+    assert!(
+        body["implementations"]["wasm"]["requests"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "{body}"
+    );
+    assert!(
+        body["implementations"]["native"]["requests"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{body}"
+    );
+    assert!(
+        body["implementations"]["wasm"]["latency_us"]["p50"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{body}"
+    );
+}
+
+#[test]
+fn hot_reload_good_and_broken_bundles() {
+    let dir = scratch("server-reload");
+    let live = dir.join("live.wasm");
+    let one = dir.join("one.wasm");
+    let two = dir.join("two.wasm");
+    build(&root().join("policies"), &one, &["--revision", "one"]);
+    build(&root().join("policies"), &two, &["--revision", "two"]);
+    std::fs::copy(&one, &live).unwrap();
+    let config = write_config(&dir, "server: { reload_poll_ms: 100 }\n");
+    let s = Server::start(&live, Some(&config), &[], Some("t"));
+    let input = json!({"input": sample("developer-create-issue.json")}).to_string();
+    let revision = |s: &Server| {
+        s.post("/v1/data/mcp/gateway/allow?provenance&metrics", &input)
+            .1
+    };
+    assert_eq!(revision(&s)["provenance"]["revision"], "one");
+    assert_eq!(revision(&s)["metrics"]["cache_hit"], true);
+
+    // A broken bundle is refused; the old one keeps serving.
+    std::fs::write(&live, b"\0asm garbage").unwrap();
+    let (code, body) = s.admin("/admin/bundle/reload", Some("t"), None);
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(revision(&s)["provenance"]["revision"], "one");
+    let (_, health) = s.get("/health");
+    assert!(
+        health["reload"]["last_error"].as_str().is_some(),
+        "{health}"
+    );
+    assert!(
+        s.metrics()
+            .contains("bundle_reloads_total{result=\"failure\"}")
+    );
+
+    // A good bundle through the file watcher.
+    std::fs::copy(&two, &live).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = revision(&s);
+        if r["provenance"]["revision"] == "two" {
+            // Decisions cached for the old revision are not served for the new one.
+            assert_eq!(r["metrics"]["cache_hit"], false);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watcher did not reload");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, health) = s.get("/health");
+    assert!(health["reload"]["last_error"].is_null(), "{health}");
+
+    // And through the admin call.
+    std::fs::copy(&one, &live).unwrap();
+    let (code, body) = s.admin("/admin/bundle/reload", Some("t"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(revision(&s)["provenance"]["revision"], "one");
+}
+
+#[test]
+fn policy_canary_routes_stably_and_counts_shadow_disagreements() {
+    let dir = scratch("server-canary");
+    let active = dir.join("active.wasm");
+    let candidate = dir.join("candidate.wasm");
+    build(&fixture("canary_active"), &active, &[]);
+    build(&fixture("canary_candidate"), &candidate, &[]);
+    let n4 = |user: &str| json!({"input": {"user": {"id": user}, "n": 4}}).to_string();
+
+    // Route mode at 50%: a user's answer depends only on their bucket.
+    let config = write_config(
+        &dir,
+        "features: { policy_canary: { rollout_percentage: 50, mode: route }, decision_cache: { enabled: false } }\n",
+    );
+    let s = Server::start(
+        &active,
+        Some(&config),
+        &["--candidate-bundle", candidate.to_str().unwrap()],
+        None,
+    );
+    let mut routed = 0;
+    for i in 0..100 {
+        let user = format!("user-{i}");
+        let expected = sark::flags::bucket("policy_canary", &user) < 50;
+        for _ in 0..2 {
+            let (_, body) = s.post("/v1/data/canary/allow", &n4(&user));
+            assert_eq!(body["result"], expected, "{user}");
+        }
+        routed += usize::from(expected);
+    }
+    assert!((25..=75).contains(&routed), "{routed}");
+    drop(s);
+
+    // Shadow mode: answers never change; disagreements are counted.
+    let config = write_config(&dir, "features: { policy_canary: { mode: shadow } }\n");
+    let s = Server::start(
+        &active,
+        Some(&config),
+        &["--candidate-bundle", candidate.to_str().unwrap()],
+        None,
+    );
+    for i in 0..5 {
+        let (_, body) = s.post("/v1/data/canary/allow", &n4(&format!("u{i}")));
+        assert_eq!(body["result"], false, "the active bundle answers");
+    }
+    let (_, body) = s.post(
+        "/v1/data/canary/allow",
+        &json!({"input": {"n": 10}}).to_string(),
+    );
+    assert_eq!(body["result"], true);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = s.metrics();
+        if text.contains("policy_canary_disagreements_total{entrypoint=\"data.canary.allow\"} 5") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn decision_log_masks_nested_fields() {
+    let dir = scratch("server-log");
+    let log = dir.join("decisions.jsonl");
+    let config = write_config(
+        &dir,
+        &format!(
+            "decision_log: {{ enabled: true, output: {:?}, mask: [/input/parameters/password, /input/parameters/db/token] }}\n",
+            log.display().to_string()
+        ),
+    );
+    let s = Server::start(example_bundle(), Some(&config), &[], None);
+    let mut input = sample("developer-create-issue.json");
+    input["parameters"] =
+        json!({"title": "x", "password": "hunter2", "db": {"token": "t0k", "name": "main"}});
+    let (code, body) = s.post(
+        "/v1/data/mcp/gateway/allow",
+        &json!({"input": input}).to_string(),
+    );
+    assert_eq!(code, 200);
+    let id = body["decision_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let record = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(&id)) {
+            break serde_json::from_str::<Value>(line).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no log record");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !record.to_string().contains("hunter2") && !record.to_string().contains("t0k"),
+        "{record}"
+    );
+    assert_eq!(record["input"]["parameters"]["db"]["name"], "main");
+    assert_eq!(
+        record["erased"],
+        json!(["/input/parameters/password", "/input/parameters/db/token"])
+    );
+    assert_eq!(record["result"], true);
+    assert_eq!(record["implementation"], "wasm");
+    assert_eq!(record["path"], "data.mcp.gateway.allow");
+    assert!(
+        record["bundle"]
+            .as_str()
+            .unwrap()
+            .starts_with("mcp-policies-1.0.0@")
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut s = Server::start(example_bundle(), None, &[], None);
+    assert_eq!(s.get("/health/live").0, 200);
+    let pid = s.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
