@@ -46,6 +46,7 @@ bench: bundle
 	$(SARK) bench $(BUNDLE) -e mcp/gateway/decision -i policies/samples/developer-create-issue.json --path all --duration 5
 	$(CARGO) bench -p sark --bench cache
 	$(CARGO) bench -p sark --bench evaluate
+	bench/load.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
