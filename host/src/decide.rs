@@ -340,7 +340,7 @@ impl DecisionService {
         // Evaluators take the input as JSON text; the canonical form is that text.
         let input_json = std::str::from_utf8(&canonical).unwrap_or("");
         let (result, meta, used, fallback_from) = match self.evaluate_on(
-            &bundle,
+            bundle,
             path,
             req.entrypoint,
             input_json,
@@ -362,7 +362,7 @@ impl DecisionService {
                 tracing::warn!(entrypoint = req.entrypoint, error = %e, "component failed; evaluating on the native path");
                 self.metrics.fallback(WASM_ENGINE, kind);
                 let (r, meta) =
-                    self.evaluate_on(&bundle, PathKind::Native, req.entrypoint, input_json)?;
+                    self.evaluate_on(bundle, PathKind::Native, req.entrypoint, input_json)?;
                 (r, meta, PathKind::Native, Some(kind))
             }
             Err(e) => return Err(e),

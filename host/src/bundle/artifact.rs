@@ -228,12 +228,10 @@ fn walk_top_level(
         let start = offset;
         offset += consumed;
         match &payload {
-            Section::Version { encoding, .. } => {
-                if *encoding != wasmparser::Encoding::Component {
-                    return Err(BundleError::NotABundle(
-                        "a core module, not a component".into(),
-                    ));
-                }
+            Section::Version { encoding, .. } if *encoding != wasmparser::Encoding::Component => {
+                return Err(BundleError::NotABundle(
+                    "a core module, not a component".into(),
+                ));
             }
             Section::ModuleSection {
                 unchecked_range, ..

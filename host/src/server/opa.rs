@@ -164,10 +164,10 @@ fn data_response(
         body.push_str(&p.to_string());
     }
     body.push('}');
-    if flag(&params.pretty) {
-        if let Ok(v) = serde_json::from_str::<Value>(&body) {
-            body = serde_json::to_string_pretty(&v).unwrap_or(body);
-        }
+    if flag(&params.pretty)
+        && let Ok(v) = serde_json::from_str::<Value>(&body)
+    {
+        body = serde_json::to_string_pretty(&v).unwrap_or(body);
     }
     json_text(StatusCode::OK, body)
 }
