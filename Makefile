@@ -7,7 +7,7 @@ SARK       := target/release/sark
 BUNDLE     := target/bundles/mcp.wasm
 SAMPLES    := $(sort $(wildcard policies/samples/*.json))
 
-.PHONY: all run test bench guest host bundle lint fmt clean setup
+.PHONY: all run test bench guest host bundle lint fmt clean setup portability-deps
 
 all: host
 
@@ -20,7 +20,13 @@ guest: setup
 	$(CARGO) build -p sark-guest --target wasm32-wasip2 --profile guest
 
 host: guest
-	$(CARGO) build -p sark --release
+	$(CARGO) build -p sark -p sark-embed-example --release
+
+# Node (jco) and Python (wasmtime) for the portability tests; pinned by package-lock.json
+# and requirements.txt.
+portability-deps:
+	cd examples/node && npm ci --no-audit --no-fund --loglevel=error
+	python3 -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
 
 bundle: host
 	@mkdir -p $(dir $(BUNDLE))
@@ -37,7 +43,7 @@ run: bundle
 	@$(SARK) test $(BUNDLE)
 
 # Unit tests, integration tests against the real binary and component, and the Rego tests.
-test: host
+test: host portability-deps
 	$(CARGO) test --workspace --release --exclude sark-guest
 	$(CARGO) test -p sark-guest --release
 	$(SARK) test policies
