@@ -17,7 +17,9 @@ fn vectors() -> (PathBuf, Vec<Value>) {
 
 /// Runs a host program and parses its one-JSON-line-per-vector output.
 fn host_lines(mut cmd: Command, what: &str) -> Vec<Value> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     assert!(
         out.status.success(),
         "{what} failed ({}): {}",
@@ -80,7 +82,11 @@ fn assert_same(reference: &[Value], other: &[Value], what: &str) {
     let (_, vectors) = vectors();
     assert_eq!(other.len(), vectors.len(), "{what}: one line per vector");
     for (i, (a, b)) in reference.iter().zip(other).enumerate() {
-        assert_eq!(a, b, "{what} differs on vector {i} ({})", vectors[i]["entrypoint"]);
+        assert_eq!(
+            a, b,
+            "{what} differs on vector {i} ({})",
+            vectors[i]["entrypoint"]
+        );
     }
 }
 
@@ -90,9 +96,18 @@ fn every_host_gives_the_same_decisions_and_errors() {
     let reference = sark_lines("wasm");
     // The vectors exercise decisions and each error case that must cross the boundary.
     for tag in ["unknown-entrypoint", "invalid-input", "evaluation"] {
-        assert!(reference.iter().any(|l| l["error"] == tag), "no vector yields {tag}");
+        assert!(
+            reference.iter().any(|l| l["error"] == tag),
+            "no vector yields {tag}"
+        );
     }
-    assert!(reference.iter().filter(|l| l.get("result").is_some()).count() >= 6);
+    assert!(
+        reference
+            .iter()
+            .filter(|l| l.get("result").is_some())
+            .count()
+            >= 6
+    );
     assert_eq!(vectors.len(), reference.len());
 
     assert_same(&reference, &sark_lines("native"), "sark eval --path native");
@@ -106,12 +121,23 @@ fn every_host_gives_the_same_decisions_and_errors() {
         "examples/node/node_modules is missing: run `make portability-deps` (npm ci)"
     );
     let mut node = Command::new("node");
-    node.arg(node_dir.join("eval.mjs")).args([&bundle, &vectors_arg]);
-    assert_same(&reference, &host_lines(node, "node eval.mjs"), "Node.js (jco)");
+    node.arg(node_dir.join("eval.mjs"))
+        .args([&bundle, &vectors_arg]);
+    assert_same(
+        &reference,
+        &host_lines(node, "node eval.mjs"),
+        "Node.js (jco)",
+    );
 
     let mut python = Command::new("python3");
-    python.arg(root().join("examples/python/eval.py")).args([&bundle, &vectors_arg]);
-    assert_same(&reference, &host_lines(python, "python3 eval.py"), "Python (wasmtime-py)");
+    python
+        .arg(root().join("examples/python/eval.py"))
+        .args([&bundle, &vectors_arg]);
+    assert_same(
+        &reference,
+        &host_lines(python, "python3 eval.py"),
+        "Python (wasmtime-py)",
+    );
 
     // Built by `make host` into the same target directory as this test.
     let embed = std::env::current_exe()
@@ -120,8 +146,16 @@ fn every_host_gives_the_same_decisions_and_errors() {
         .and_then(|deps| deps.parent())
         .unwrap()
         .join("sark-embed-example");
-    assert!(embed.exists(), "{} is missing: run `make host`", embed.display());
+    assert!(
+        embed.exists(),
+        "{} is missing: run `make host`",
+        embed.display()
+    );
     let mut rust = Command::new(embed);
     rust.args([&bundle, &vectors_arg]);
-    assert_same(&reference, &host_lines(rust, "sark-embed-example"), "Rust embedding");
+    assert_same(
+        &reference,
+        &host_lines(rust, "sark-embed-example"),
+        "Rust embedding",
+    );
 }

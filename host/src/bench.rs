@@ -47,6 +47,10 @@ pub struct BenchReport {
     /// Median time to create a fresh instance from the `InstancePre`, µs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instantiate_median_us: Option<f64>,
+    /// Median of instantiate + first evaluation on that fresh instance, µs (the cost a
+    /// replaced instance pays: copy-on-write faults of the snapshot's memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_eval_on_fresh_instance_median_us: Option<f64>,
 }
 
 /// Summarizes latency samples (in nanoseconds).
@@ -115,6 +119,7 @@ pub fn run(
         wasm_native_median_ratio: None,
         decide_overhead_us: None,
         instantiate_median_us: None,
+        first_eval_on_fresh_instance_median_us: None,
     };
     for &path in paths {
         let name = path.as_str().to_string();
@@ -161,6 +166,17 @@ pub fn run(
             samples.push(t.elapsed().as_nanos() as u64);
         }
         report.instantiate_median_us = Some(stats(samples, start.elapsed()).median_us);
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        for _ in 0..100 {
+            let t = Instant::now();
+            bundle
+                .wasm
+                .evaluate_on_fresh_instance(entrypoint, &input_json)?;
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+        report.first_eval_on_fresh_instance_median_us =
+            Some(stats(samples, start.elapsed()).median_us);
     }
     Ok(report)
 }

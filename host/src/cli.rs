@@ -615,6 +615,9 @@ fn cmd_bench(
         if let Some(i) = report.instantiate_median_us {
             println!("instantiate (fresh instance from InstancePre) median: {i:.1} µs");
         }
+        if let Some(f) = report.first_eval_on_fresh_instance_median_us {
+            println!("instantiate + first evaluation on the fresh instance median: {f:.1} µs");
+        }
     }
     if show_metrics {
         eprint!("{}", service.metrics_text());

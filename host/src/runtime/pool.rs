@@ -93,6 +93,24 @@ impl WasmPolicy {
         self.instantiate().map(drop)
     }
 
+    /// Evaluates once on a brand-new instance (not pooled, dropped afterwards); used by
+    /// `sark bench` to measure the first evaluation after instantiating the snapshot, which
+    /// pays the copy-on-write faults of the memory image.
+    pub fn evaluate_on_fresh_instance(
+        &self,
+        entrypoint: &str,
+        input_json: &str,
+    ) -> Result<Option<String>, EvalError> {
+        let mut instance = self.instantiate()?;
+        instance.store.set_epoch_deadline(self.deadline_ticks());
+        instance
+            .bindings
+            .sark_policy_evaluator()
+            .call_evaluate(&mut instance.store, entrypoint, input_json)
+            .map_err(|e| EvalError::Trap(describe_trap(&e)))?
+            .map_err(|e| EvalError::Policy(from_wit(e)))
+    }
+
     /// Number of idle instances in the pool.
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
