@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::opa::after_decision;
-use super::respond::{bad_json, body_rejected, json_text};
+use super::respond::{json_body, json_text};
 use crate::decide::DecisionRequest;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -50,13 +50,9 @@ pub async fn authorize(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_rejected(e),
-    };
-    let request: AuthorizeRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_json(&e),
+    let request: AuthorizeRequest = match json_body(body) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let input = gateway_input(request);
     let entrypoint = state.config.server.gateway_entrypoint.clone();
@@ -67,13 +63,9 @@ pub async fn authorize_a2a(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_rejected(e),
-    };
-    let input: Value = match serde_json::from_slice(&body) {
+    let input: Value = match json_body(body) {
         Ok(v) => v,
-        Err(e) => return bad_json(&e),
+        Err(r) => return r,
     };
     if !input.is_object() {
         return super::respond::opa_error(

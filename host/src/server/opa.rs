@@ -1,7 +1,7 @@
 //! OPA-compatible endpoints: `/v1/data`, `/v0/data`, `/v1/query`, `/v1/batch/data`.
 
 use super::AppState;
-use super::respond::{bad_json, body_rejected, eval_error, json_text, opa_error};
+use super::respond::{bad_json, body_rejected, eval_error, json_body, json_text, opa_error};
 use crate::decide::{Decision, DecisionRequest};
 use crate::evaluator::PathKind;
 use axum::body::Bytes;
@@ -259,13 +259,9 @@ pub async fn post_query(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_rejected(e),
-    };
-    let q: QueryBody = match serde_json::from_slice(&body) {
-        Ok(q) => q,
-        Err(e) => return bad_json(&e),
+    let q: QueryBody = match json_body(body) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     query_response(&state, &q.query, q.input.as_ref())
 }
@@ -327,13 +323,9 @@ pub async fn post_batch(
     Path(path): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_rejected(e),
-    };
-    let batch: BatchBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return bad_json(&e),
+    let batch: BatchBody = match json_body(body) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let mut responses = serde_json::Map::new();
     let mut failed = false;

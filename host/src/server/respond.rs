@@ -35,6 +35,15 @@ pub fn bad_json(err: &serde_json::Error) -> Response {
     )
 }
 
+/// Reads a request body and parses it as JSON, answering 413/400 in OPA's shape when it is
+/// too large, unreadable or malformed.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, Response> {
+    let body = body.map_err(body_rejected)?;
+    serde_json::from_slice(&body).map_err(|e| bad_json(&e))
+}
+
 /// Maps a rejected body (too large, unreadable) to OPA's shape.
 pub fn body_rejected(err: axum::extract::rejection::BytesRejection) -> Response {
     let status = err.status();
