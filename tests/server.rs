@@ -285,6 +285,13 @@ fn gateway_api_and_fail_closed() {
     assert_eq!(body["cache_ttl"], 0);
     let (code, _) = s.post("/api/v1/gateway/authorize", "not json");
     assert_eq!(code, 400);
+    assert!(
+        s.metrics().contains(
+            r#"gateway_fail_closed_total{endpoint="data.mcp.gateway.decision",reason="error"} 1"#
+        ),
+        "{}",
+        s.metrics()
+    );
 }
 
 #[test]

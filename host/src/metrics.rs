@@ -93,6 +93,7 @@ pub struct Metrics {
     reloads: Family<Labels, Counter>,
     canary_disagreements: Family<Labels, Counter>,
     decision_log_dropped: Counter,
+    fail_closed: Family<Labels, Counter>,
     live: [LiveWindow; 2],
 }
 
@@ -238,6 +239,12 @@ impl Metrics {
             "Shadow decisions of the candidate bundle that differ from the active bundle's",
             canary_disagreements.clone(),
         );
+        let fail_closed: Family<Labels, Counter> = Family::default();
+        registry.register(
+            "gateway_fail_closed",
+            "Gateway authorizations denied because the policy failed or gave no decision",
+            fail_closed.clone(),
+        );
         let decision_log_dropped = Counter::default();
         registry.register(
             "decision_log_dropped",
@@ -311,6 +318,7 @@ impl Metrics {
             reloads,
             canary_disagreements,
             decision_log_dropped,
+            fail_closed,
             live: [LiveWindow::new(), LiveWindow::new()],
             registry,
         }
@@ -427,6 +435,16 @@ impl Metrics {
     pub fn canary_disagreement(&self, entrypoint: &str) {
         self.canary_disagreements
             .get_or_create(&vec![("entrypoint", entrypoint.to_string())])
+            .inc();
+    }
+
+    /// Records a gateway authorization that failed closed (`reason` = `error` | `no_decision`).
+    pub fn fail_closed(&self, endpoint: &str, reason: &str) {
+        self.fail_closed
+            .get_or_create(&vec![
+                ("endpoint", endpoint.to_string()),
+                ("reason", reason.to_string()),
+            ])
             .inc();
     }
 

@@ -15,6 +15,15 @@ struct OpaManifest {
     roots: Option<Vec<String>>,
     #[serde(default)]
     metadata: Option<Value>,
+    /// OPA's place for entrypoints (`"wasm": [{"entrypoint": "a/b", "module": …}]`).
+    #[serde(default)]
+    wasm: Vec<OpaWasmEntry>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct OpaWasmEntry {
+    #[serde(default)]
+    entrypoint: Option<String>,
 }
 
 /// Options of `sark build` that change the payload.
@@ -53,6 +62,21 @@ pub fn assemble(sources: &SourceSet, options: &BuildOptions) -> Result<Assembled
         }
     };
     for e in &options.entrypoints {
+        push(normalize_entrypoint(e));
+    }
+    // From the manifest: OPA's `wasm[].entrypoint` and `metadata.entrypoints`.
+    for e in manifest.wasm.iter().filter_map(|w| w.entrypoint.as_deref()) {
+        push(normalize_entrypoint(e));
+    }
+    let listed = manifest
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("entrypoints"))
+        .and_then(Value::as_array);
+    for e in listed.into_iter().flatten() {
+        let e = e.as_str().ok_or_else(|| {
+            BuildError::Source(".manifest: metadata.entrypoints must be strings".into())
+        })?;
         push(normalize_entrypoint(e));
     }
     for (path, source) in &modules {

@@ -126,6 +126,7 @@ fn decide_closed(state: &Arc<AppState>, entrypoint: &str, input: Value) -> Respo
         }
         Err(e) => {
             tracing::warn!(entrypoint, error = %e, "gateway decision failed; failing closed");
+            state.service.metrics().fail_closed(entrypoint, "error");
             closed(&audit_id, &format!("policy error: {e}"))
         }
     };
