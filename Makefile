@@ -6,6 +6,8 @@ GUEST_WASM := target/wasm32-wasip2/guest/sark_guest.wasm
 SARK       := target/release/sark
 BUNDLE     := target/bundles/mcp.wasm
 SAMPLES    := $(sort $(wildcard policies/samples/*.json))
+# OPA's compliance cases, shared beside the repository.
+CONFORMANCE ?= ../shared/conformance/opa-v1
 
 .PHONY: all run test bench guest host bundle lint fmt clean setup portability-deps
 
@@ -47,6 +49,9 @@ test: host portability-deps
 	$(CARGO) test --workspace --release --exclude sark-guest
 	$(CARGO) test -p sark-guest --release
 	$(SARK) test policies
+	@if [ -d $(CONFORMANCE) ]; then \
+	  $(SARK) conformance $(CONFORMANCE) --min-passed $$(cat conformance/baseline.txt); \
+	else echo "warning: $(CONFORMANCE) not found; conformance ratchet not run"; fi
 
 bench: bundle
 	$(SARK) bench $(BUNDLE) -e mcp/gateway/decision -i policies/samples/developer-create-issue.json --path all --duration 5

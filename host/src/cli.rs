@@ -115,6 +115,26 @@ enum Command {
         #[arg(long)]
         metrics: bool,
     },
+    /// Run OPA's compliance cases (YAML) through the component or the native path.
+    Conformance {
+        /// Directory of case files (e.g. ../shared/conformance/opa-v1).
+        dir: PathBuf,
+        /// Evaluation path.
+        #[arg(long, value_enum, default_value_t = PathArg::Wasm)]
+        path: PathArg,
+        /// Only these folders (repeatable).
+        #[arg(long = "folder")]
+        folders: Vec<String>,
+        /// Print each failure with its reason.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Skip list: one `note  # reason` per line.
+        #[arg(long, default_value = "conformance/skip.txt")]
+        skip_file: PathBuf,
+        /// Fail when fewer cases pass (the ratchet `make test` uses).
+        #[arg(long)]
+        min_passed: Option<usize>,
+    },
     /// Serve decisions over HTTP (OPA-compatible API, gateway API, admin API, metrics).
     Serve {
         /// Bundle file (reloaded when it changes, on SIGHUP, or by the admin API).
@@ -239,6 +259,14 @@ pub fn run() -> Result<ExitCode> {
             metrics,
         ),
         Command::HealthCheck { bundle } => cmd_health(bundle),
+        Command::Conformance {
+            dir,
+            path,
+            folders,
+            verbose,
+            skip_file,
+            min_passed,
+        } => cmd_conformance(&dir, path.into(), &folders, verbose, &skip_file, min_passed),
         Command::Serve {
             bundle,
             config,
@@ -347,6 +375,45 @@ fn service_with_state(
     let loaded = LoadedBundle::load(&runtime, bundle, config, default_pool_size())?;
     let flags = Arc::new(RolloutFlags::new(config, state_file)?);
     Ok(DecisionService::new(runtime, loaded, config, flags))
+}
+
+fn cmd_conformance(
+    dir: &Path,
+    path: PathKind,
+    folders: &[String],
+    verbose: bool,
+    skip_file: &Path,
+    min_passed: Option<usize>,
+) -> Result<ExitCode> {
+    use crate::conformance;
+    let cases = conformance::load_cases(dir)?;
+    let skips = if skip_file.exists() {
+        conformance::load_skips(skip_file)?
+    } else {
+        Default::default()
+    };
+    let cache = CodeCache::new(CodeCache::default_dir()).ok();
+    let runtime = WasmRuntime::new(Config::default().limits, cache.clone())
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let runner = conformance::Runner::new(path, runtime.engine(), cache.as_ref())?;
+    let t = conformance::run_all(&runner, &cases, &skips, folders, verbose);
+    println!(
+        "{} passed, {} failed, {} skipped",
+        t.passed, t.failed, t.skipped
+    );
+    if t.traps > 0 {
+        println!("{} cases trapped", t.traps);
+    }
+    if let Some(min) = min_passed
+        && t.passed < min
+    {
+        eprintln!(
+            "error: {} cases passed, fewer than the recorded {min}",
+            t.passed
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_serve(

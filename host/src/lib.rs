@@ -16,6 +16,7 @@ pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod decide;
 pub mod evaluator;
 pub mod flags;

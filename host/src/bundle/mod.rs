@@ -13,7 +13,9 @@ mod assemble;
 mod builder;
 pub mod source;
 
-pub use artifact::{Bundle, BundleManifest, CustomSection, MANIFEST_SECTION, PAYLOAD_SECTION};
+pub use artifact::{
+    Bundle, BundleManifest, CustomSection, MANIFEST_SECTION, PAYLOAD_SECTION, sha256_hex,
+};
 pub use assemble::{BuildOptions, assemble};
 pub use builder::build;
 pub use source::SourceSet;
