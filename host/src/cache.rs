@@ -4,8 +4,9 @@
 //! Eviction is amortized O(1): a FIFO queue holds every entry once with the access stamp it
 //! was queued with. The evictor pops the front; an entry used since it was queued gets a
 //! second chance (re-queued with a new stamp), otherwise it is evicted. Each re-queue pays
-//! for one access, so no eviction ever scans the map. The size bound is a counter reserved
-//! before inserting, so concurrent inserts can never overshoot `max_size`.
+//! for one access, so no eviction ever scans the map. Inserts make room and insert under
+//! the queue lock, so concurrent inserts can never overshoot `max_size`; lookups are
+//! lock-free apart from DashMap's shard read locks.
 
 use dashmap::DashMap;
 use std::collections::VecDeque;
@@ -135,6 +136,10 @@ impl DecisionCache {
     }
 
     /// Stores a decision for `ttl` (the default TTL when `None`). A zero TTL stores nothing.
+    ///
+    /// Inserts take the queue lock once: room is made (evicting while full), the entry is
+    /// stored and queued in one critical section, so the bound holds whatever the number of
+    /// concurrent writers. Lookups never take this lock.
     pub fn insert(
         &self,
         key: CacheKey,
@@ -146,7 +151,6 @@ impl DecisionCache {
         if ttl.is_zero() || self.max_size == 0 {
             return;
         }
-        self.reserve_slot();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
@@ -156,11 +160,16 @@ impl DecisionCache {
             last_access: AtomicU64::new(tick),
             id,
         };
-        if self.map.insert(key.clone(), entry).is_some() {
-            // Replaced an entry: the reserved slot is not needed.
-            self.len.fetch_sub(1, Ordering::AcqRel);
-        }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        // Only inserts (all under this lock) raise `len`; removals elsewhere only lower it.
+        while self.len.load(Ordering::Acquire) >= self.max_size {
+            if !self.evict_one(&mut queue) {
+                break;
+            }
+        }
+        if self.map.insert(key.clone(), entry).is_none() {
+            self.len.fetch_add(1, Ordering::AcqRel);
+        }
         queue.push_back((key, id, tick));
         if queue.len() > 2 * self.max_size.max(16) {
             // Drop slots of replaced or expired entries; amortized over the inserts that
@@ -169,30 +178,8 @@ impl DecisionCache {
         }
     }
 
-    /// Waits for room: takes a slot if below the bound, otherwise evicts one entry.
-    fn reserve_slot(&self) {
-        loop {
-            let n = self.len.load(Ordering::Acquire);
-            if n < self.max_size {
-                if self
-                    .len
-                    .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return;
-                }
-                continue;
-            }
-            if !self.evict_one() {
-                // Nothing evictable yet (entries are being inserted concurrently).
-                std::thread::yield_now();
-            }
-        }
-    }
-
-    /// Evicts the least recently used entry (CLOCK); false when the queue is empty.
-    fn evict_one(&self) -> bool {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+    /// Evicts the least recently used entry (CLOCK); false when nothing is left to evict.
+    fn evict_one(&self, queue: &mut VecDeque<(CacheKey, u64, u64)>) -> bool {
         while let Some((key, id, stamp)) = queue.pop_front() {
             let (used_since, current) = match self.map.get(&key) {
                 Some(e) if e.id == id => (e.last_access.load(Ordering::Relaxed) > stamp, true),
@@ -371,7 +358,7 @@ mod tests {
                     for n in 0..5_000u32 {
                         let (k, i) = key(t * 100_000 + n);
                         c.insert(k, &i, Some("x".into()), None);
-                        // `len` counts held and reserved entries; DashMap::len sums shards
+                        // `len` counts held entries; DashMap::len sums shards
                         // non-atomically, so it is only checked once the threads are done.
                         max_seen.fetch_max(c.len.load(Ordering::Acquire), Ordering::Relaxed);
                     }
