@@ -299,8 +299,12 @@ fn read_input(input: Option<&Path>) -> Result<String> {
     }
 }
 
-fn default_pool_size() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+use crate::runtime::default_pool_size;
+
+/// The process's wasmtime runtime with the default compiled-code cache.
+fn wasm_runtime(config: &Config) -> Result<WasmRuntime> {
+    let cache = CodeCache::new(CodeCache::default_dir()).ok();
+    WasmRuntime::new(config.limits, cache).map_err(|e| anyhow::anyhow!("{e:#}"))
 }
 
 /// Builds a source set into a verified in-memory bundle.
@@ -341,8 +345,7 @@ fn load_evaluator(bundle: &Bundle, path: PathKind, config: &Config) -> Result<Bo
 }
 
 fn load_wasm(bundle: &Bundle, config: &Config) -> Result<(WasmPolicy, WasmRuntime)> {
-    let cache = CodeCache::new(CodeCache::default_dir()).ok();
-    let runtime = WasmRuntime::new(config.limits, cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let runtime = wasm_runtime(config)?;
     let (policy, _) = runtime
         .load(bundle, default_pool_size())
         .map_err(|e| anyhow::anyhow!("cannot load the bundle component: {e:#}"))?;
@@ -370,8 +373,7 @@ fn service_with_state(
     config: &Config,
     state_file: Option<PathBuf>,
 ) -> Result<DecisionService> {
-    let cache = CodeCache::new(CodeCache::default_dir()).ok();
-    let runtime = WasmRuntime::new(config.limits, cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let runtime = wasm_runtime(config)?;
     let loaded = LoadedBundle::load(&runtime, bundle, config, default_pool_size())?;
     let flags = Arc::new(RolloutFlags::new(config, state_file)?);
     Ok(DecisionService::new(runtime, loaded, config, flags))

@@ -179,8 +179,9 @@ pub struct Limits {
     /// authorization decision that takes longer is a policy bug, and a gateway's own
     /// request timeout is usually a few hundred ms.
     pub eval_timeout_ms: u64,
-    /// Cap on one instance's linear memory. Default 64 MiB: the example bundle needs about
-    /// a third of that, and the cap bounds the host's memory at pool size × cap.
+    /// Cap on one instance's linear memory. Default 64 MiB: room for the snapshotted heap of
+    /// a typical bundle plus per-evaluation garbage, and the cap bounds the host's memory at
+    /// pool size × cap.
     pub max_memory_mb: u64,
     /// Largest accepted input document. Default 1 MiB, as OPA's default body limit.
     pub max_input_bytes: usize,

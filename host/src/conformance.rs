@@ -11,7 +11,7 @@ use sark_guest::{ModuleSource, PAYLOAD_FORMAT, Payload, PolicyError, PolicySet};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use wasmtime::component::{InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
@@ -391,11 +391,6 @@ pub fn run_all(
     }
     println!("path: {}", runner.path);
     total
-}
-
-/// The default skip list of the repository.
-pub fn default_skip_file() -> PathBuf {
-    PathBuf::from("conformance/skip.txt")
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ mod state;
 
 pub use code_cache::CodeCache;
 pub use engine::{EPOCH_TICK, WasmRuntime};
-pub use pool::WasmPolicy;
 pub(crate) use pool::from_wit as policy_error_from_wit;
+pub use pool::{WasmPolicy, default_pool_size};
 pub use state::HostState;
 
 /// Typed bindings of the `bundle` world (what a finished bundle exports).

@@ -12,6 +12,12 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
+/// The default number of idle instances (and native engines) kept per bundle: two per
+/// core, so every worker thread finds one ready even while another is being replaced.
+pub fn default_pool_size() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+}
+
 /// One live instance with its own store.
 struct PolicyInstance {
     store: Store<HostState>,

@@ -46,7 +46,7 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
     let config = state.config.clone();
     let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedBundle, String> {
         let bundle = Bundle::read(&path).map_err(|e| e.to_string())?;
-        let pool = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+        let pool = crate::runtime::default_pool_size();
         LoadedBundle::load(service.runtime(), bundle, &config, pool).map_err(|e| format!("{e:#}"))
     })
     .await
