@@ -4,6 +4,7 @@
 //! compiled natively it is the host's native path. Both run the same [`PolicySet`] code, so a
 //! decision can only differ between the paths through the sandbox, never through the logic.
 
+mod builtins;
 mod error;
 mod payload;
 mod policy;
@@ -12,6 +13,7 @@ mod tests_runner;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
+pub use builtins::names as extension_builtins;
 pub use error::{Location, PolicyError};
 pub use payload::{BundleInfo, ModuleSource, PAYLOAD_FORMAT, Payload};
 pub use policy::{PolicySet, normalize_entrypoint};

@@ -32,6 +32,15 @@ pub struct Payload {
     pub modules: Vec<ModuleSource>,
     /// The merged data document.
     pub data: serde_json::Value,
+    /// A builtin given bad arguments fails the evaluation (`true`, Regorus's and SARK's
+    /// default, OPA's `--strict-builtin-errors`) or makes its expression undefined (`false`,
+    /// OPA's default).
+    #[serde(default = "strict_default")]
+    pub strict_builtin_errors: bool,
+}
+
+fn strict_default() -> bool {
+    true
 }
 
 /// Description of a loaded bundle; mirrors the WIT `bundle-info` record.

@@ -30,6 +30,7 @@ const MAX_POLICY_LINES: usize = 1 << 20;
 ///         source: "package demo\nallow if input.user == \"alice\"\n".into(),
 ///     }],
 ///     data: serde_json::json!({}),
+///     strict_builtin_errors: true,
 /// };
 /// let mut set = PolicySet::load(payload).unwrap();
 /// assert_eq!(set.evaluate("demo/allow", r#"{"user":"alice"}"#).unwrap().as_deref(), Some("true"));
@@ -71,10 +72,15 @@ impl PolicySet {
         }
         let mut engine = Engine::new();
         engine.set_policy_length_config(policy_length_config());
+        engine.set_strict_builtin_errors(payload.strict_builtin_errors);
+        crate::builtins::register(&mut engine, payload.strict_builtin_errors)
+            .map_err(|e| PolicyError::Bundle(format!("cannot register builtins: {e:#}")))?;
         let mut packages = Vec::new();
         for module in &payload.modules {
+            let source = crate::builtins::rewrite_output_arguments(&module.path, &module.source)
+                .unwrap_or_else(|| module.source.clone());
             let package = engine
-                .add_policy(module.path.clone(), module.source.clone())
+                .add_policy(module.path.clone(), source)
                 .map_err(|e| PolicyError::compile(&e))?;
             if !packages.contains(&package) {
                 packages.push(package);

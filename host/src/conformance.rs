@@ -47,6 +47,10 @@ pub struct Case {
     want_error: Option<String>,
     #[serde(default)]
     want_error_code: Option<String>,
+    /// Builtin errors fail the evaluation (OPA's `--strict-builtin-errors`); OPA's default,
+    /// and so the case's, is non-strict.
+    #[serde(default)]
+    strict_error: bool,
 }
 
 /// How one case ended.
@@ -150,6 +154,7 @@ impl Runner {
         data: &Value,
         query: &str,
         input: &str,
+        strict: bool,
     ) -> Result<String, EvalError> {
         let payload = Payload {
             format: PAYLOAD_FORMAT,
@@ -166,6 +171,7 @@ impl Runner {
                 })
                 .collect(),
             data: data.clone(),
+            strict_builtin_errors: strict,
         };
         match &self.wasm {
             None => {
@@ -210,7 +216,7 @@ impl Runner {
                 let query = format!("input_term_value := {term}");
                 let empty = Value::Object(Default::default());
                 let value = self
-                    .run_query(&[], &empty, &query, "")
+                    .run_query(&[], &empty, &query, "", case.strict_error)
                     .ok()
                     .and_then(|rows| serde_json::from_str::<Value>(&rows).ok())
                     .map(|rows| rows[0]["bindings"]["input_term_value"].clone())
@@ -222,7 +228,7 @@ impl Runner {
             }
             (None, None) => String::new(),
         };
-        let outcome = self.run_query(&case.modules, &data, &case.query, &input);
+        let outcome = self.run_query(&case.modules, &data, &case.query, &input, case.strict_error);
         let wants_error = case.want_error.is_some() || case.want_error_code.is_some();
         match outcome {
             Err(

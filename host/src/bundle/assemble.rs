@@ -111,6 +111,7 @@ pub fn assemble(sources: &SourceSet, options: &BuildOptions) -> Result<Assembled
             .map(|(path, source)| ModuleSource { path, source })
             .collect(),
         data,
+        strict_builtin_errors: true,
     };
     Ok(Assembled {
         payload,
