@@ -10,6 +10,8 @@
 
 mod crypto;
 mod globs;
+mod graphql;
+mod graphql_print;
 mod jwt;
 mod keys;
 mod misc;
@@ -30,6 +32,7 @@ fn all() -> impl Iterator<Item = Builtin> {
         .chain(jwt::BUILTINS)
         .chain(x509::BUILTINS)
         .chain(net::BUILTINS)
+        .chain(graphql::BUILTINS)
         .chain(misc::BUILTINS)
         .copied()
 }
