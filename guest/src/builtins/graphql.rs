@@ -44,6 +44,10 @@ fn source_arg(args: &[Value], i: usize, schema: bool) -> Result<String> {
 }
 
 fn parse_document(text: &str, what: &str) -> Result<ast::Document> {
+    if text.trim().is_empty() {
+        // An empty document (no definitions) parses, as in gqlparser.
+        return Ok(ast::Document::new());
+    }
     ast::Document::parse(text, what)
         .map_err(|e| anyhow!("{what} parse error: {}", first_error(&e.errors)))
 }
@@ -56,10 +60,97 @@ fn first_error(errors: &apollo_compiler::validation::DiagnosticList) -> String {
         .unwrap_or_else(|| "invalid document".into())
 }
 
-/// The schema, validated.
+/// The schema, validated with gqlparser's (OPA's) leniencies: a schema needs no `Query`
+/// type, and extending a type that is not defined defines it.
 fn valid_schema(text: &str) -> Result<apollo_compiler::validation::Valid<Schema>> {
-    Schema::parse_and_validate(text, "schema.graphql")
-        .map_err(|e| anyhow!("schema is invalid: {}", first_error(&e.errors)))
+    let mut doc = parse_document(text, "schema")?;
+    define_extended_types(&mut doc);
+    match doc.to_schema_validate() {
+        Ok(schema) => Ok(schema),
+        Err(e) => {
+            let fatal = e
+                .errors
+                .iter()
+                .find(|d| d.error.unstable_error_name() != Some("QueryRootOperationType"));
+            match fatal {
+                None => Ok(apollo_compiler::validation::Valid::assume_valid(e.partial)),
+                Some(d) => bail!("schema is invalid: {}", d.error),
+            }
+        }
+    }
+}
+
+/// Turns the first extension of each type that has no definition into its definition.
+fn define_extended_types(doc: &mut ast::Document) {
+    use std::collections::HashSet;
+    let mut defined: HashSet<String> = doc
+        .definitions
+        .iter()
+        .filter(|d| !d.is_extension_definition())
+        .filter_map(|d| d.name().map(|n| n.to_string()))
+        .collect();
+    for def in doc.definitions.iter_mut() {
+        let Some(name) = def.name().map(|n| n.to_string()) else {
+            continue;
+        };
+        if defined.contains(&name) {
+            continue;
+        }
+        let replacement = match def {
+            Definition::ObjectTypeExtension(e) => {
+                Definition::ObjectTypeDefinition(Node::new(ast::ObjectTypeDefinition {
+                    description: None,
+                    name: e.name.clone(),
+                    implements_interfaces: e.implements_interfaces.clone(),
+                    directives: e.directives.clone(),
+                    fields: e.fields.clone(),
+                }))
+            }
+            Definition::InterfaceTypeExtension(e) => {
+                Definition::InterfaceTypeDefinition(Node::new(ast::InterfaceTypeDefinition {
+                    description: None,
+                    name: e.name.clone(),
+                    implements_interfaces: e.implements_interfaces.clone(),
+                    directives: e.directives.clone(),
+                    fields: e.fields.clone(),
+                }))
+            }
+            Definition::UnionTypeExtension(e) => {
+                Definition::UnionTypeDefinition(Node::new(ast::UnionTypeDefinition {
+                    description: None,
+                    name: e.name.clone(),
+                    directives: e.directives.clone(),
+                    members: e.members.clone(),
+                }))
+            }
+            Definition::EnumTypeExtension(e) => {
+                Definition::EnumTypeDefinition(Node::new(ast::EnumTypeDefinition {
+                    description: None,
+                    name: e.name.clone(),
+                    directives: e.directives.clone(),
+                    values: e.values.clone(),
+                }))
+            }
+            Definition::InputObjectTypeExtension(e) => {
+                Definition::InputObjectTypeDefinition(Node::new(ast::InputObjectTypeDefinition {
+                    description: None,
+                    name: e.name.clone(),
+                    directives: e.directives.clone(),
+                    fields: e.fields.clone(),
+                }))
+            }
+            Definition::ScalarTypeExtension(e) => {
+                Definition::ScalarTypeDefinition(Node::new(ast::ScalarTypeDefinition {
+                    description: None,
+                    name: e.name.clone(),
+                    directives: e.directives.clone(),
+                }))
+            }
+            _ => continue,
+        };
+        defined.insert(name);
+        *def = replacement;
+    }
 }
 
 /// Validates `query` against `schema`; an empty query document is valid, as in OPA.
