@@ -596,3 +596,66 @@ fn build_refuses_paths_escaping_the_directory() {
     ]);
     assert!(err.contains("points outside the policy directory"), "{err}");
 }
+
+#[test]
+fn builtins_beyond_regorus_agree_on_both_paths() {
+    let out = scratch("builtins").join("builtins.wasm");
+    build(&fixture("builtins"), &out, &[]);
+    let input = fixture("builtins").join("input.json");
+    let mut answers = Vec::new();
+    for path in ["wasm", "native"] {
+        let v = json(&ok(&[
+            "eval",
+            out.to_str().unwrap(),
+            "-e",
+            "builtins/result",
+            "-i",
+            input.to_str().unwrap(),
+            "--path",
+            path,
+        ]));
+        let r = &v["result"];
+        assert_eq!(r["hs_valid"], true, "{path}: {r}");
+        assert_eq!(r["rs_valid"], true, "{path}: {r}");
+        assert_eq!(r["tampered"], false, "{path}: {r}");
+        assert_eq!(r["expired"], false, "{path}: {r}");
+        assert_eq!(r["rs_with_wrong_key"], false, "{path}: {r}");
+        assert_eq!(r["subject"], "alice", "{path}: {r}");
+        assert_eq!(r["output_argument_form"], "HS256", "{path}: {r}");
+        assert_eq!(
+            r["cidrs"],
+            serde_json::json!(["10.0.0.0/24", "192.168.1.7/32"]),
+            "{path}"
+        );
+        // HMAC-SHA256("msg", key "key"), as Python's hmac module computes it.
+        assert_eq!(
+            r["hmac"],
+            "2d93cbc1be167bcb1637a4a23cbff01a7878f0c50ee833954ea5221bb1b8c628"
+        );
+        assert_eq!(r["graphql_valid"], true, "{path}: {r}");
+        assert_eq!(r["graphql_invalid"], false, "{path}: {r}");
+        // Go's strings.Count: an empty needle counts characters plus one (Regorus panics).
+        assert_eq!(r["count_empty"], 4, "{path}: {r}");
+        answers.push(v);
+    }
+    assert_eq!(answers[0], answers[1]);
+}
+
+#[test]
+fn rego_test_coverage_and_run_pattern() {
+    let out = ok(&["test", fixture("coverage").to_str().unwrap(), "--coverage"]);
+    assert!(out.contains("policy.rego: 2/3 lines covered"), "{out}");
+    assert!(out.contains("not covered: 8"), "{out}");
+    assert!(out.contains("PASS: 1/1"), "{out}");
+
+    // --run is a regular expression over `package.rule`, as in `opa test`.
+    let out = ok(&[
+        "test",
+        root().join("policies").to_str().unwrap(),
+        "--run",
+        "a2a_test\\.test_.*",
+    ]);
+    assert!(out.contains("PASS: 13/13"), "{out}");
+    let err = fails(&["test", fixture("coverage").to_str().unwrap(), "--run", "("]);
+    assert!(err.contains("invalid --run pattern"), "{err}");
+}

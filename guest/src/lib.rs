@@ -17,7 +17,7 @@ pub use builtins::names as extension_builtins;
 pub use error::{Location, PolicyError};
 pub use payload::{BundleInfo, ModuleSource, PAYLOAD_FORMAT, Payload};
 pub use policy::{PolicySet, normalize_entrypoint};
-pub use tests_runner::TestOutcome;
+pub use tests_runner::{FileCoverage, TestOutcome};
 
 /// Version of the Regorus evaluator, kept in step with the `=0.14.1` pin in `Cargo.toml`.
 pub const REGORUS_VERSION: &str = "0.14.1";

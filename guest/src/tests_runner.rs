@@ -22,10 +22,50 @@ pub struct TestOutcome {
     pub duration_ns: u64,
 }
 
+/// Line coverage of one module after running tests.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileCoverage {
+    /// Module path.
+    pub path: String,
+    /// Lines evaluated at least once.
+    pub covered: Vec<u32>,
+    /// Lines holding expressions that were never evaluated.
+    pub not_covered: Vec<u32>,
+}
+
 impl PolicySet {
-    /// Runs every `test_*` rule whose `package.rule` name contains `filter` (all when `None`).
-    /// Each test runs without input; `with` mocking inside the test works as in OPA.
+    /// Runs the tests like [`PolicySet::run_tests`] and reports Regorus's line coverage.
+    pub fn run_tests_with_coverage(
+        &mut self,
+        filter: Option<&str>,
+    ) -> Result<(Vec<TestOutcome>, Vec<FileCoverage>), PolicyError> {
+        self.engine_mut().set_enable_coverage(true);
+        self.engine_mut().clear_coverage_data();
+        let outcomes = self.run_tests(filter);
+        let report = self.engine_mut().get_coverage_report();
+        self.engine_mut().set_enable_coverage(false);
+        let report =
+            report.map_err(|e| PolicyError::Evaluation(format!("coverage report: {e:#}")))?;
+        let files = report
+            .files
+            .into_iter()
+            .map(|f| FileCoverage {
+                path: f.path,
+                covered: f.covered.into_iter().collect(),
+                not_covered: f.not_covered.into_iter().collect(),
+            })
+            .collect();
+        Ok((outcomes?, files))
+    }
+
+    /// Runs every `test_*` rule whose `package.rule` name matches the regular expression
+    /// `filter` (all when `None`), as `opa test --run`. Each test runs without input; `with`
+    /// mocking inside the test works as in OPA.
     pub fn run_tests(&mut self, filter: Option<&str>) -> Result<Vec<TestOutcome>, PolicyError> {
+        let filter = filter
+            .map(regex::Regex::new)
+            .transpose()
+            .map_err(|e| PolicyError::InvalidInput(format!("invalid --run pattern: {e}")))?;
         let mut found: Vec<(String, String, String)> = Vec::new();
         for module in &self.modules {
             let Some(package) = package_of(&module.source) else {
@@ -41,8 +81,8 @@ impl PolicySet {
         let mut outcomes = Vec::new();
         for (package, name, file) in found {
             let full = format!("{package}.{name}");
-            if let Some(f) = filter
-                && !full.contains(f)
+            if let Some(f) = &filter
+                && !f.is_match(&full)
             {
                 continue;
             }

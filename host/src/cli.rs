@@ -82,12 +82,16 @@ enum Command {
         /// Print every test with its timing.
         #[arg(short, long)]
         verbose: bool,
-        /// Only run tests whose `package.rule` name contains this text.
+        /// Only run tests whose `package.rule` name matches this regular expression.
         #[arg(long)]
         run: Option<String>,
         /// Evaluation path.
         #[arg(long, value_enum, default_value_t = PathArg::Wasm)]
         path: PathArg,
+        /// Report covered and uncovered lines per file (computed on the native path, which
+        /// runs the same evaluator code; the component has no coverage export).
+        #[arg(long)]
+        coverage: bool,
     },
     /// Measure evaluation latency per path (median, p95, p99, mean, evals/s).
     Bench {
@@ -238,7 +242,8 @@ pub fn run() -> Result<ExitCode> {
             verbose,
             run,
             path,
-        } => cmd_test(&target, verbose, run, path.into()),
+            coverage,
+        } => cmd_test(&target, verbose, run, path.into(), coverage),
         Command::Bench {
             bundle,
             entrypoint,
@@ -578,6 +583,7 @@ fn cmd_test(
     verbose: bool,
     filter: Option<String>,
     path: PathKind,
+    coverage: bool,
 ) -> Result<ExitCode> {
     let is_bundle = target.extension().is_some_and(|e| e == "wasm");
     let bundle = if is_bundle {
@@ -585,8 +591,17 @@ fn cmd_test(
     } else {
         build_bundle(&SourceSet::read(target)?, &BuildOptions::default())?
     };
-    let evaluator = load_evaluator(&bundle, path, &Config::default())?;
-    let results = evaluator.run_tests(filter.as_deref())?;
+    let (results, files) = if coverage {
+        let mut set = sark_guest::PolicySet::load(bundle.payload()?)
+            .map_err(|e| anyhow::anyhow!("cannot load the bundle natively: {e}"))?;
+        let (results, files) = set
+            .run_tests_with_coverage(filter.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        (results, Some(files))
+    } else {
+        let evaluator = load_evaluator(&bundle, path, &Config::default())?;
+        (evaluator.run_tests(filter.as_deref())?, None)
+    };
     let mut failed = 0;
     let mut current_file = String::new();
     for r in &results {
@@ -611,6 +626,9 @@ fn cmd_test(
                 println!("  {m}");
             }
         }
+    }
+    if let Some(files) = files {
+        print_coverage(&files, verbose);
     }
     println!("{}", "-".repeat(80));
     if results.is_empty() {
@@ -743,4 +761,40 @@ fn cmd_health(bundle_path: Option<PathBuf>) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Prints covered/uncovered lines per file and the total, as `opa test --coverage` reports.
+fn print_coverage(files: &[sark_guest::FileCoverage], verbose: bool) {
+    let (mut covered, mut total) = (0usize, 0usize);
+    println!("coverage:");
+    for f in files {
+        let n = f.covered.len() + f.not_covered.len();
+        covered += f.covered.len();
+        total += n;
+        let pct = if n == 0 {
+            100.0
+        } else {
+            100.0 * f.covered.len() as f64 / n as f64
+        };
+        println!(
+            "  {}: {}/{} lines covered ({pct:.1}%)",
+            f.path,
+            f.covered.len(),
+            n
+        );
+        if !f.not_covered.is_empty() {
+            let lines: Vec<String> = f.not_covered.iter().map(u32::to_string).collect();
+            println!("    not covered: {}", lines.join(", "));
+        }
+        if verbose && !f.covered.is_empty() {
+            let lines: Vec<String> = f.covered.iter().map(u32::to_string).collect();
+            println!("    covered: {}", lines.join(", "));
+        }
+    }
+    let pct = if total == 0 {
+        100.0
+    } else {
+        100.0 * covered as f64 / total as f64
+    };
+    println!("  total: {covered}/{total} lines covered ({pct:.1}%)");
 }

@@ -299,20 +299,20 @@ fn claims_ok(payload: &Value, c: &Constraints) -> Result<bool> {
             Some(_) => bail!("{name} value must be a number"),
         }
     };
-    if let Some(exp) = number("exp")? {
-        if now >= exp * 1e9 {
-            return Ok(false);
-        }
+    if let Some(exp) = number("exp")?
+        && now >= exp * 1e9
+    {
+        return Ok(false);
     }
-    if let Some(nbf) = number("nbf")? {
-        if now < nbf * 1e9 {
-            return Ok(false);
-        }
+    if let Some(nbf) = number("nbf")?
+        && now < nbf * 1e9
+    {
+        return Ok(false);
     }
-    if let Some(want) = &c.iss {
-        if claims.get("iss").and_then(|v| v.as_str()) != Some(want.as_str()) {
-            return Ok(false);
-        }
+    if let Some(want) = &c.iss
+        && claims.get("iss").and_then(|v| v.as_str()) != Some(want.as_str())
+    {
+        return Ok(false);
     }
     match (claims.get("aud"), &c.aud) {
         (None, None) => {}

@@ -129,12 +129,11 @@ fn parse_and_verify_certificates(args: &[Value]) -> Result<Value> {
         if i > 0 && is_ca(cert) == Some(false) {
             return Ok(invalid);
         }
-        if let Some((issuer, _)) = certs.get(i + 1) {
-            if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject
-                || !signed_by(cert, issuer)
-            {
-                return Ok(invalid);
-            }
+        if let Some((issuer, _)) = certs.get(i + 1)
+            && (cert.tbs_certificate.issuer != issuer.tbs_certificate.subject
+                || !signed_by(cert, issuer))
+        {
+            return Ok(invalid);
         }
     }
     let json: Vec<Json> = certs
