@@ -84,15 +84,16 @@ fn deadline_on_the_component_falls_back_to_native() {
 }
 
 #[test]
-fn memory_cap_on_the_component_falls_back_to_native() {
+fn memory_cap_on_the_component_is_final() {
+    // The native path has no memory cap, so a policy that hit the sandbox's cap is not
+    // re-run in the host: the decision fails with the typed limit error.
     let s = failures(&Config::default());
-    let d = s
+    let err = s
         .decide(&DecisionRequest::new("failures/big", None))
-        .unwrap();
-    assert_eq!(d.path, PathKind::Native);
-    assert_eq!(d.fallback_from, Some("memory"));
-    assert_eq!(d.result.as_deref(), Some("5000000"));
-    // A forced wasm path never falls back.
+        .unwrap_err();
+    assert!(matches!(err, EvalError::MemoryCap { max_mb: 64 }), "{err}");
+    assert_eq!(err.kind(), "memory");
+    // Forced onto the wasm path, the same.
     let mut req = DecisionRequest::new("failures/big", None);
     req.force_path = Some(PathKind::Wasm);
     req.bypass_cache = true;

@@ -346,11 +346,7 @@ impl DecisionService {
             input_json,
         ) {
             Ok((r, meta)) => (r, meta, path, None),
-            Err(e)
-                if path == PathKind::Wasm
-                    && req.force_path.is_none()
-                    && e.is_component_failure() =>
-            {
+            Err(e) if path == PathKind::Wasm && req.force_path.is_none() && e.allows_fallback() => {
                 let fallback = self
                     .flags
                     .get(WASM_ENGINE)

@@ -94,6 +94,13 @@ impl EvalError {
                 | EvalError::Instance(_)
         )
     }
+
+    /// True when the native path may retry the decision: a component failure other than
+    /// the memory cap. The native path has a time limit but no memory cap, so a policy that
+    /// hit the cap in the sandbox must not run unbounded in the host.
+    pub fn allows_fallback(&self) -> bool {
+        self.is_component_failure() && !matches!(self, EvalError::MemoryCap { .. })
+    }
 }
 
 /// A loaded policy bundle that can evaluate decisions. Implementations are `Send + Sync`

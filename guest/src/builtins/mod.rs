@@ -8,6 +8,7 @@
 //! Errors follow Regorus's convention: a builtin given bad arguments fails the evaluation
 //! with a message naming the builtin (OPA's `strict-builtin-errors` behaviour).
 
+mod aws;
 mod crypto;
 mod globs;
 mod graphql;
@@ -17,6 +18,7 @@ mod keys;
 mod misc;
 mod net;
 mod rewrite;
+mod template;
 mod x509;
 
 use anyhow::{Result, anyhow, bail};
@@ -33,6 +35,8 @@ fn all() -> impl Iterator<Item = Builtin> {
         .chain(x509::BUILTINS)
         .chain(net::BUILTINS)
         .chain(graphql::BUILTINS)
+        .chain(aws::BUILTINS)
+        .chain(template::BUILTINS)
         .chain(misc::BUILTINS)
         .copied()
 }
