@@ -8,6 +8,7 @@ mod builtins;
 mod error;
 mod payload;
 mod policy;
+mod recursion;
 mod tests_runner;
 
 #[cfg(target_arch = "wasm32")]

@@ -75,6 +75,12 @@ impl PolicySet {
         engine.set_strict_builtin_errors(payload.strict_builtin_errors);
         crate::builtins::register(&mut engine, payload.strict_builtin_errors)
             .map_err(|e| PolicyError::Bundle(format!("cannot register builtins: {e:#}")))?;
+        let sources: Vec<(String, String)> = payload
+            .modules
+            .iter()
+            .map(|m| (m.path.clone(), m.source.clone()))
+            .collect();
+        crate::recursion::check(&sources)?;
         let mut packages = Vec::new();
         for module in &payload.modules {
             let source = crate::builtins::rewrite_output_arguments(&module.path, &module.source)

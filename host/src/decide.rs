@@ -268,6 +268,22 @@ impl DecisionService {
 
     /// Makes one decision. See the module docs for the order of things.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Result<Decision, EvalError> {
+        self.decide_with(req, true)
+            .map(|d| d.expect("an evaluating decision always answers"))
+    }
+
+    /// The decision when the cache holds it, else `None` (nothing evaluated, no metrics
+    /// recorded). The server answers hits on its async workers and sends misses, which may
+    /// run a slow policy up to its deadline, to blocking threads.
+    pub fn decide_cached(&self, req: &DecisionRequest<'_>) -> Option<Decision> {
+        self.decide_with(req, false).ok().flatten()
+    }
+
+    fn decide_with(
+        &self,
+        req: &DecisionRequest<'_>,
+        evaluate: bool,
+    ) -> Result<Option<Decision>, EvalError> {
         let started = Instant::now();
         let user = req.user_key.unwrap_or_else(|| user_key_of(req.input));
         let routed_candidate = match self.canary_mode {
@@ -278,9 +294,10 @@ impl DecisionService {
         };
         let canary = routed_candidate.is_some();
         let bundle = routed_candidate.unwrap_or_else(|| self.active());
-        let result = self.decide_on(&bundle, req, user, started);
+        let result = self.decide_on(&bundle, req, user, started, evaluate);
         match &result {
-            Ok(d) => self.metrics.decision(d.path, d.elapsed, d.cache_hit),
+            Ok(Some(d)) => self.metrics.decision(d.path, d.elapsed, d.cache_hit),
+            Ok(None) => {}
             Err(_) => self.metrics.decision_error(req.force_path.unwrap_or(
                 if self.flags.is_on(WASM_ENGINE, user) {
                     PathKind::Wasm
@@ -289,9 +306,11 @@ impl DecisionService {
                 },
             )),
         }
-        result.map(|mut d| {
-            d.canary = canary;
-            d
+        result.map(|d| {
+            d.map(|mut d| {
+                d.canary = canary;
+                d
+            })
         })
     }
 
@@ -301,16 +320,22 @@ impl DecisionService {
         req: &DecisionRequest<'_>,
         user: &str,
         started: Instant,
-    ) -> Result<Decision, EvalError> {
+        evaluate: bool,
+    ) -> Result<Option<Decision>, EvalError> {
         let path = match req.force_path {
             Some(p) => p,
             None if self.flags.is_on(WASM_ENGINE, user) => PathKind::Wasm,
             None => PathKind::Native,
         };
-        self.metrics.assignment(WASM_ENGINE, path.as_str());
         let cache_on = !req.bypass_cache && self.flags.is_on(DECISION_CACHE, user);
-        self.metrics
-            .assignment(DECISION_CACHE, if cache_on { "on" } else { "off" });
+        if !cache_on && !evaluate {
+            return Ok(None);
+        }
+        let record_assignments = || {
+            self.metrics.assignment(WASM_ENGINE, path.as_str());
+            self.metrics
+                .assignment(DECISION_CACHE, if cache_on { "on" } else { "off" });
+        };
 
         let canonical = match req.input {
             Some(v) => canonical_json(v),
@@ -323,9 +348,12 @@ impl DecisionService {
         if let Some(key) = &key {
             let t = Instant::now();
             let hit = self.cache.get(key, &canonical);
-            self.metrics.cache_get(t.elapsed(), hit.is_some());
+            if hit.is_some() || evaluate {
+                self.metrics.cache_get(t.elapsed(), hit.is_some());
+            }
             if let Some(result) = hit {
-                return Ok(Decision {
+                record_assignments();
+                return Ok(Some(Decision {
                     result,
                     path,
                     cache_hit: true,
@@ -333,9 +361,14 @@ impl DecisionService {
                     fallback_from: None,
                     bundle_id: bundle.id.clone(),
                     elapsed: started.elapsed(),
-                });
+                }));
             }
         }
+
+        if !evaluate {
+            return Ok(None);
+        }
+        record_assignments();
 
         // Evaluators take the input as JSON text; the canonical form is that text.
         let input_json = std::str::from_utf8(&canonical).unwrap_or("");
@@ -374,7 +407,7 @@ impl DecisionService {
             self.cache.insert(key, &canonical, result.clone(), ttl);
             self.metrics.cache_set(t.elapsed());
         }
-        Ok(Decision {
+        Ok(Some(Decision {
             result,
             path: used,
             cache_hit: false,
@@ -382,7 +415,7 @@ impl DecisionService {
             fallback_from,
             bundle_id: bundle.id.clone(),
             elapsed: started.elapsed(),
-        })
+        }))
     }
 
     fn evaluate_on(

@@ -58,6 +58,9 @@ pub enum EvalError {
         /// The configured cap.
         max_mb: u64,
     },
+    /// The component exhausted its call stack (deep recursion through functions).
+    #[error("evaluation exceeded the call stack limit (recursion too deep)")]
+    StackOverflow,
     /// The component trapped for another reason (a bug in the evaluator).
     #[error("the policy component trapped: {0}")]
     Trap(String),
@@ -77,6 +80,7 @@ impl EvalError {
             EvalError::Policy(p) => p.kind(),
             EvalError::Deadline { .. } => "timeout",
             EvalError::MemoryCap { .. } => "memory",
+            EvalError::StackOverflow => "stack",
             EvalError::Trap(_) => "trap",
             EvalError::Instance(_) => "instance",
             EvalError::InputRefused(_) => "input_refused",
@@ -90,16 +94,19 @@ impl EvalError {
             self,
             EvalError::Deadline { .. }
                 | EvalError::MemoryCap { .. }
+                | EvalError::StackOverflow
                 | EvalError::Trap(_)
                 | EvalError::Instance(_)
         )
     }
 
-    /// True when the native path may retry the decision: a component failure other than
-    /// the memory cap. The native path has a time limit but no memory cap, so a policy that
-    /// hit the cap in the sandbox must not run unbounded in the host.
+    /// True when the native path may retry the decision: a component failure other than a
+    /// resource limit. The native path has a time limit but neither a memory cap nor a stack
+    /// guard (a stack overflow aborts the process), so a policy that exhausted the sandbox's
+    /// memory or call stack must not run again in the host.
     pub fn allows_fallback(&self) -> bool {
-        self.is_component_failure() && !matches!(self, EvalError::MemoryCap { .. })
+        self.is_component_failure()
+            && !matches!(self, EvalError::MemoryCap { .. } | EvalError::StackOverflow)
     }
 }
 

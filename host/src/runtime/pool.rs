@@ -157,6 +157,8 @@ impl WasmPolicy {
                     EvalError::Deadline {
                         timeout_ms: self.limits.eval_timeout_ms,
                     }
+                } else if trap.downcast_ref::<Trap>() == Some(&Trap::StackOverflow) {
+                    EvalError::StackOverflow
                 } else {
                     EvalError::Trap(describe_trap(&trap))
                 };

@@ -84,7 +84,7 @@ pub async fn authorize_a2a(
 fn decide_closed(state: &Arc<AppState>, entrypoint: &str, input: Value) -> Response {
     let audit_id = uuid::Uuid::new_v4().to_string();
     let req = DecisionRequest::new(entrypoint, Some(&input));
-    let decision = state.service.decide(&req);
+    let decision = super::decide(state, &req);
     let body = match &decision {
         Ok(d) => {
             let doc: Value = d

@@ -122,3 +122,16 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing in-flight requests");
 }
+
+/// Decides `req` for a request handler. A cache hit is answered on the async worker; a miss
+/// evaluates under [`tokio::task::block_in_place`], so a slow or hostile policy (held up to
+/// its deadline) never stalls the other requests queued on that worker.
+pub(crate) fn decide(
+    state: &AppState,
+    req: &crate::decide::DecisionRequest<'_>,
+) -> Result<crate::decide::Decision, crate::evaluator::EvalError> {
+    if let Some(d) = state.service.decide_cached(req) {
+        return Ok(d);
+    }
+    tokio::task::block_in_place(|| state.service.decide(req))
+}

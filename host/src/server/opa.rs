@@ -115,7 +115,7 @@ fn data_response(
     let entrypoint = if path.is_empty() { "data" } else { path };
     let decision_id = uuid::Uuid::new_v4().to_string();
     let req = DecisionRequest::new(entrypoint, input.as_ref());
-    let outcome = state.service.decide(&req);
+    let outcome = super::decide(state, &req);
     let decision = match outcome {
         Ok(d) => Some(d),
         Err(e) => match eval_error(&e) {
@@ -220,7 +220,7 @@ pub async fn post_v0_data(
     };
     let decision_id = uuid::Uuid::new_v4().to_string();
     let req = DecisionRequest::new(&path, input.as_ref());
-    let decision = match state.service.decide(&req) {
+    let decision = match super::decide(&state, &req) {
         Ok(d) => Some(d),
         Err(e) => match eval_error(&e) {
             Some(resp) => return resp,
@@ -332,7 +332,7 @@ pub async fn post_batch(
     for (id, input) in &batch.inputs {
         let decision_id = uuid::Uuid::new_v4().to_string();
         let req = DecisionRequest::new(&path, Some(input));
-        let entry = match state.service.decide(&req) {
+        let entry = match super::decide(&state, &req) {
             Ok(d) => {
                 after_decision(&state, &path, Some(input), Some(&d), &decision_id);
                 let mut e = json!({"decision_id": decision_id});

@@ -91,7 +91,8 @@ pub fn eval_error(err: &EvalError) -> Option<Response> {
         EvalError::Policy(PolicyError::Compile { .. }) => "rego_parse_error",
         EvalError::Policy(PolicyError::LimitExceeded(_))
         | EvalError::Deadline { .. }
-        | EvalError::MemoryCap { .. } => "eval_cancel_error",
+        | EvalError::MemoryCap { .. }
+        | EvalError::StackOverflow => "eval_cancel_error",
         _ => err.kind(),
     };
     let location = match err {
