@@ -659,3 +659,21 @@ fn rego_test_coverage_and_run_pattern() {
     let err = fails(&["test", fixture("coverage").to_str().unwrap(), "--run", "("]);
     assert!(err.contains("invalid --run pattern"), "{err}");
 }
+
+#[test]
+fn recursive_functions_are_refused_at_build() {
+    let out = scratch("recursive").join("recursive.wasm");
+    let err = fails(&[
+        "build",
+        fixture("recursive").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("recursive.rego:5:1"), "{err}");
+    assert!(
+        err.contains("rego_recursion_error")
+            && err.contains("data.recursive.depth -> data.recursive.depth"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -602,3 +602,102 @@ fn sigterm_shuts_down_gracefully() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn hostile_policies_and_inputs_over_http() {
+    let dir = scratch("server-hostile");
+    let bundle = dir.join("hostile.wasm");
+    build(&fixture("hostile"), &bundle, &["-e", "hostile/fine"]);
+    let config = write_config(
+        &dir,
+        "limits: { eval_timeout_ms: 50, native_timeout_ms: 200 }\n",
+    );
+    let s = Server::start(&bundle, Some(&config), &[], None);
+    let pid = s.child.id();
+    for _ in 0..20 {
+        assert_eq!(s.post("/v1/data/hostile/fine", "{}").0, 200);
+    }
+    let rss_before = rss_kib(pid);
+
+    // A CPU-bound policy: typed cancel error after the deadline (and the native fallback's
+    // own time limit), while other requests keep being answered meanwhile.
+    let base = s.base.clone();
+    let spinner = std::thread::spawn(move || {
+        let started = Instant::now();
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{base}/v1/data/hostile/spin"))
+            .body("{}")
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().unwrap();
+        (status, body, started.elapsed())
+    });
+    let mut fine = 0;
+    while !spinner.is_finished() {
+        let t = Instant::now();
+        let (code, _) = s.post("/v1/data/hostile/fine", "{}");
+        assert_eq!(code, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        fine += 1;
+    }
+    let (code, body, elapsed) = spinner.join().unwrap();
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(body["errors"][0]["code"], "eval_cancel_error", "{body}");
+    // 50 ms in the component, then at most 200 ms natively, plus a margin.
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(fine > 0);
+
+    // Unbounded allocation: the memory cap, final (no native retry), every time.
+    for _ in 0..5 {
+        let (code, body) = s.post("/v1/data/hostile/hungry", "{}");
+        assert_eq!(code, 500, "{body}");
+        assert_eq!(body["errors"][0]["code"], "eval_cancel_error", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("memory cap"),
+            "{body}"
+        );
+    }
+    // The trapped instances were dropped: memory returns near its level before.
+    let rss_after = rss_kib(pid);
+    assert!(
+        rss_after < rss_before + 96 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+
+    // Hostile inputs: clear 4xx answers, no stack overflow in the host.
+    let nested = format!(
+        r#"{{"input": {}{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let (code, body) = s.post("/v1/data/hostile/fine", &nested);
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["code"], "invalid_parameter");
+    let long = json!({"input": {"prompt": "x".repeat(100_000)}}).to_string();
+    let (code, body) = s.post("/v1/data/hostile/fine", &long);
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("string"),
+        "{body}"
+    );
+    let (code, body) = s.post("/v1/data/hostile/fine", "{\"input\": ");
+    assert_eq!(code, 400, "{body}");
+
+    assert_eq!(s.get("/health").0, 200);
+    assert_eq!(s.post("/v1/data/hostile/fine", "{}").1["result"], true);
+}

@@ -185,6 +185,10 @@ pub struct Limits {
     pub max_memory_mb: u64,
     /// Largest accepted input document. Default 1 MiB, as OPA's default body limit.
     pub max_input_bytes: usize,
+    /// Longest accepted string in an input (bytes of its JSON text, escapes included).
+    /// Default 64 KiB: tokens, certificates and prompts fit; a string meant to make a
+    /// policy's string builtins slow does not.
+    pub max_string_bytes: usize,
     /// Time limit of one evaluation on the native path (Regorus's execution timer), which
     /// also bounds a fallback after the component failed. Default 1,000 ms: the native
     /// interpreter is several times slower than the component's precompiled programs, so it
@@ -198,6 +202,7 @@ impl Default for Limits {
             eval_timeout_ms: 100,
             max_memory_mb: 64,
             max_input_bytes: 1 << 20,
+            max_string_bytes: 64 << 10,
             native_timeout_ms: 1000,
         }
     }
@@ -265,6 +270,9 @@ impl Config {
         }
         if self.limits.eval_timeout_ms == 0 {
             return Err("limits.eval_timeout_ms must be at least 1".into());
+        }
+        if self.limits.max_string_bytes == 0 {
+            return Err("limits.max_string_bytes must be at least 1".into());
         }
         if self.limits.native_timeout_ms == 0 {
             return Err("limits.native_timeout_ms must be at least 1".into());

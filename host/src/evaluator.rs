@@ -134,5 +134,44 @@ pub fn check_input_size(limits: &crate::config::Limits, input_json: &str) -> Res
             limits.max_input_bytes
         )));
     }
+    let longest = longest_string(input_json.as_bytes());
+    if longest > limits.max_string_bytes {
+        return Err(EvalError::InputRefused(format!(
+            "input holds a string of {longest} bytes, over the limit of {} bytes",
+            limits.max_string_bytes
+        )));
+    }
     Ok(())
+}
+
+/// Length in bytes of the longest string literal in JSON text (escapes counted as written).
+fn longest_string(json: &[u8]) -> usize {
+    let (mut longest, mut start, mut in_string, mut escaped) = (0, 0, false, false);
+    for (i, &b) in json.iter().enumerate() {
+        if !in_string {
+            if b == b'"' {
+                in_string = true;
+                start = i + 1;
+            }
+        } else if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            in_string = false;
+            longest = longest.max(i - start);
+        }
+    }
+    longest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_string;
+
+    #[test]
+    fn longest_string_skips_escaped_quotes() {
+        assert_eq!(longest_string(br#"{"a":"xy","bb":"q\"uote"}"#), 7);
+        assert_eq!(longest_string(b"[1,2,3]"), 0);
+    }
 }
