@@ -677,3 +677,70 @@ fn recursive_functions_are_refused_at_build() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn signed_bundles_are_verified() {
+    use sark::bundle::signing::SIGNATURE_SECTION;
+    use sark::bundle::{Bundle, append_custom_section};
+
+    let dir = scratch("signing");
+    for f in ["key", "key.pub", "other", "other.pub"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let key = dir.join("key");
+    let other = dir.join("other");
+    ok(&["keygen", "-o", key.to_str().unwrap()]);
+    ok(&["keygen", "-o", other.to_str().unwrap()]);
+    // The private key is private; a second keygen never overwrites it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let err = fails(&["keygen", "-o", key.to_str().unwrap()]);
+    assert!(err.contains("exists"), "{err}");
+
+    let signed = dir.join("signed.wasm");
+    let unsigned = dir.join("unsigned.wasm");
+    build(
+        &fixture("basic"),
+        &signed,
+        &["--signing-key", key.to_str().unwrap()],
+    );
+    build(
+        &fixture("basic"),
+        &unsigned,
+        &["--revision", "other-content"],
+    );
+    let public = dir.join("key.pub");
+    let eval = |bundle: &std::path::Path, key: &std::path::Path| {
+        run(&[
+            "eval",
+            bundle.to_str().unwrap(),
+            "-e",
+            "basic/flag",
+            "--verification-key",
+            key.to_str().unwrap(),
+        ])
+    };
+    assert!(eval(&signed, &public).status.success());
+    let err = String::from_utf8(eval(&unsigned, &public).stderr).unwrap();
+    assert!(err.contains("not signed"), "{err}");
+    let err = String::from_utf8(eval(&signed, &dir.join("other.pub")).stderr).unwrap();
+    assert!(err.contains("signed by key"), "{err}");
+
+    // Content changed after signing: another bundle (consistent digests) carrying the
+    // signature of the first.
+    let a = Bundle::read(&signed).unwrap();
+    let b = Bundle::read(&unsigned).unwrap();
+    let mut forged = b.bytes().to_vec();
+    let sig = serde_json::to_vec(a.signature().unwrap()).unwrap();
+    append_custom_section(&mut forged, SIGNATURE_SECTION, &sig);
+    let forged_path = dir.join("forged.wasm");
+    std::fs::write(&forged_path, forged).unwrap();
+    let err = String::from_utf8(eval(&forged_path, &public).stderr).unwrap();
+    assert!(err.contains("changed after it was signed"), "{err}");
+    let out = ok(&["inspect", signed.to_str().unwrap()]);
+    assert!(out.contains("signature:       ed25519 key"), "{out}");
+}

@@ -701,3 +701,63 @@ fn hostile_policies_and_inputs_over_http() {
     assert_eq!(s.get("/health").0, 200);
     assert_eq!(s.post("/v1/data/hostile/fine", "{}").1["result"], true);
 }
+
+#[test]
+fn signed_bundles_only_with_a_verification_key() {
+    let dir = scratch("server-signed");
+    let key = dir.join("signing-key");
+    let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(dir.join("signing-key.pub"));
+    ok(&["keygen", "-o", key.to_str().unwrap()]);
+    let public = dir.join("signing-key.pub");
+    let live = dir.join("live.wasm");
+    let signed = dir.join("signed.wasm");
+    let unsigned = dir.join("unsigned.wasm");
+    build(
+        &root().join("policies"),
+        &signed,
+        &[
+            "--revision",
+            "signed",
+            "--signing-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    build(
+        &root().join("policies"),
+        &unsigned,
+        &["--revision", "unsigned"],
+    );
+
+    // An unsigned bundle does not start.
+    let err = fails(&[
+        "serve",
+        "--bundle",
+        unsigned.to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+        "--verification-key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(err.contains("not signed"), "{err}");
+
+    std::fs::copy(&signed, &live).unwrap();
+    let s = Server::start(
+        &live,
+        None,
+        &["--verification-key", public.to_str().unwrap()],
+        Some("t"),
+    );
+    let input = json!({"input": sample("developer-create-issue.json")}).to_string();
+    let revision = |s: &Server| {
+        s.post("/v1/data/mcp/gateway/allow?provenance", &input).1["provenance"]["revision"].clone()
+    };
+    assert_eq!(revision(&s), "signed");
+
+    // A reload goes through the same check: the unsigned bundle is refused.
+    std::fs::copy(&unsigned, &live).unwrap();
+    let (code, body) = s.admin("/admin/bundle/reload", Some("t"), None);
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("not signed"), "{body}");
+    assert_eq!(revision(&s), "signed");
+}

@@ -39,6 +39,16 @@ enum Command {
         /// Revision (overrides the manifest's).
         #[arg(long)]
         revision: Option<String>,
+        /// Ed25519 private key (PKCS#8 PEM, from `sark keygen`) to sign the bundle with.
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
+    },
+    /// Write an Ed25519 key pair for signing bundles: `<output>` (private, mode 0600) and
+    /// `<output>.pub` (public).
+    Keygen {
+        /// Private key file to create (must not exist).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Evaluate an entrypoint or a query; prints {"result": …} (no result when undefined).
     Eval {
@@ -66,6 +76,9 @@ enum Command {
         /// Print the Prometheus metrics of this run to stderr.
         #[arg(long)]
         metrics: bool,
+        /// Refuse the bundle unless it is signed by this Ed25519 public key (SPKI PEM).
+        #[arg(long)]
+        verification_key: Option<PathBuf>,
     },
     /// Show a bundle's manifest without running it.
     Inspect {
@@ -153,6 +166,10 @@ enum Command {
         /// Candidate bundle for the policy canary (`features.policy_canary`).
         #[arg(long)]
         candidate_bundle: Option<PathBuf>,
+        /// Refuse bundles (at start, on reload, the candidate) unless they are signed by
+        /// this Ed25519 public key (SPKI PEM).
+        #[arg(long)]
+        verification_key: Option<PathBuf>,
     },
     /// Load a bundle and evaluate every entrypoint with an empty input on both paths.
     HealthCheck {
@@ -209,6 +226,7 @@ pub fn run() -> Result<ExitCode> {
             output,
             entrypoints,
             revision,
+            signing_key,
         } => cmd_build(
             &dir,
             &output,
@@ -216,7 +234,9 @@ pub fn run() -> Result<ExitCode> {
                 entrypoints,
                 revision,
             },
+            signing_key.as_deref(),
         ),
+        Command::Keygen { output } => cmd_keygen(&output),
         Command::Eval {
             bundle,
             entrypoint,
@@ -226,7 +246,9 @@ pub fn run() -> Result<ExitCode> {
             user,
             config,
             metrics,
+            verification_key,
         } => cmd_eval(EvalArgs {
+            verification_key,
             bundle,
             entrypoint,
             input,
@@ -277,7 +299,8 @@ pub fn run() -> Result<ExitCode> {
             config,
             addr,
             candidate_bundle,
-        } => cmd_serve(&bundle, config, addr, candidate_bundle),
+            verification_key,
+        } => cmd_serve(&bundle, config, addr, candidate_bundle, verification_key),
     }
 }
 
@@ -319,9 +342,48 @@ fn build_bundle(sources: &SourceSet, options: &BuildOptions) -> Result<Bundle> {
     Ok(Bundle::from_bytes(bytes)?)
 }
 
-fn cmd_build(dir: &Path, output: &Path, options: BuildOptions) -> Result<ExitCode> {
+fn cmd_keygen(output: &Path) -> Result<ExitCode> {
+    let public = crate::bundle::signing::generate(output)?;
+    let key = crate::bundle::signing::read_verification_key(&public)?;
+    eprintln!(
+        "wrote {} (private, keep it secret) and {} (public); key id {}",
+        output.display(),
+        public.display(),
+        crate::bundle::signing::key_id(&key)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The verification key of `--verification-key`, if given.
+fn verification_key(path: Option<&Path>) -> Result<Option<ed25519_dalek::VerifyingKey>> {
+    Ok(match path {
+        Some(p) => Some(crate::bundle::signing::read_verification_key(p)?),
+        None => None,
+    })
+}
+
+fn cmd_build(
+    dir: &Path,
+    output: &Path,
+    options: BuildOptions,
+    signing_key: Option<&Path>,
+) -> Result<ExitCode> {
+    // Read the key first: a bad key must not cost a build.
+    let key = match signing_key {
+        Some(p) => Some(crate::bundle::signing::read_signing_key(p)?),
+        None => None,
+    };
     let sources = SourceSet::read(dir)?;
-    let bundle = build_bundle(&sources, &options)?;
+    let mut bundle = build_bundle(&sources, &options)?;
+    if let Some(key) = &key {
+        let signed = crate::bundle::signing::sign(&bundle, key);
+        bundle = Bundle::from_bytes(signed)?;
+        crate::bundle::signing::verify(&bundle, &key.verifying_key())?;
+        eprintln!(
+            "signed with key {}",
+            crate::bundle::signing::key_id(&key.verifying_key())
+        );
+    }
     let tmp = output.with_extension("wasm.tmp");
     std::fs::write(&tmp, bundle.bytes()).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
@@ -358,6 +420,7 @@ fn load_wasm(bundle: &Bundle, config: &Config) -> Result<(WasmPolicy, WasmRuntim
 }
 
 struct EvalArgs {
+    verification_key: Option<PathBuf>,
     bundle: PathBuf,
     entrypoint: Option<String>,
     input: Option<PathBuf>,
@@ -428,18 +491,20 @@ fn cmd_serve(
     config_path: Option<PathBuf>,
     addr: Option<String>,
     candidate: Option<PathBuf>,
+    verification_key_path: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let config = load_config(config_path.as_deref())?;
+    let key = verification_key(verification_key_path.as_deref())?;
     let addr: std::net::SocketAddr = addr
         .as_deref()
         .unwrap_or(&config.server.addr)
         .parse()
         .context("invalid listen address")?;
-    let bundle = Bundle::read(bundle_path)?;
+    let bundle = Bundle::read_verified(bundle_path, key.as_ref())?;
     let service = service_with_state(bundle, &config, config.server.state_file.clone())?;
     if let Some(path) = &candidate {
-        let candidate =
-            Bundle::read(path).with_context(|| format!("candidate bundle {}", path.display()))?;
+        let candidate = Bundle::read_verified(path, key.as_ref())
+            .with_context(|| format!("candidate bundle {}", path.display()))?;
         let loaded =
             LoadedBundle::load(service.runtime(), candidate, &config, default_pool_size())?;
         eprintln!(
@@ -476,6 +541,7 @@ fn cmd_serve(
             config,
             admin_token,
             bundle_path: bundle_path.to_path_buf(),
+            verification_key: key,
             reloads: Default::default(),
             log,
         });
@@ -496,7 +562,8 @@ fn parse_input(text: &str) -> Result<Option<serde_json::Value>> {
 
 fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
     let config = load_config(args.config.as_deref())?;
-    let bundle = Bundle::read(&args.bundle)?;
+    let key = verification_key(args.verification_key.as_deref())?;
+    let bundle = Bundle::read_verified(&args.bundle, key.as_ref())?;
     let input = read_input(args.input.as_deref())?;
     let service = decision_service(bundle, &config)?;
     let out = match (args.query, args.entrypoint) {
@@ -540,6 +607,7 @@ fn cmd_inspect(bundle_path: &Path, format: Format) -> Result<ExitCode> {
         v["component_bytes"] = bundle.component_bytes().len().into();
         v["payload_bytes"] = bundle.payload_len().into();
         v["imports"] = imports.into();
+        v["signature"] = serde_json::to_value(bundle.signature())?;
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -557,6 +625,13 @@ fn cmd_inspect(bundle_path: &Path, format: Format) -> Result<ExitCode> {
     );
     println!("regorus:         {}", m.regorus_version);
     println!("built by:        sark {}", m.sark_version);
+    println!(
+        "signature:       {}",
+        bundle.signature().map_or("none".to_string(), |s| format!(
+            "{} key {} (not verified: give --verification-key to eval/serve)",
+            s.alg, s.key_id
+        ))
+    );
     println!(
         "sizes:           file {} B, component {} B, payload {} B, data {} B",
         bundle.bytes().len(),

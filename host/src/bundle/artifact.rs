@@ -62,6 +62,8 @@ pub struct ModuleEntry {
 pub struct Bundle {
     bytes: Arc<[u8]>,
     manifest: BundleManifest,
+    manifest_range: Range<usize>,
+    signature: Option<super::signing::BundleSignature>,
     component_end: usize,
     payload: Range<usize>,
 }
@@ -138,12 +140,51 @@ impl Bundle {
                 manifest.payload_sha256
             )));
         }
+        let signature = match sections
+            .iter()
+            .rev()
+            .find(|s| s.name == super::signing::SIGNATURE_SECTION)
+        {
+            None => None,
+            Some(s) if s.start < manifest_section.start => {
+                return Err(BundleError::Tampered(
+                    "the signature section precedes the manifest".into(),
+                ));
+            }
+            Some(s) => Some(serde_json::from_slice(&bytes[s.data.clone()]).map_err(|e| {
+                BundleError::Signature(format!("the signature section is not valid: {e}"))
+            })?),
+        };
         Ok(Bundle {
             bytes: bytes.into(),
             manifest,
+            manifest_range: manifest_section.data,
+            signature,
             component_end,
             payload: payload_section.data,
         })
+    }
+
+    /// The manifest section's contents (what a signature covers).
+    pub fn manifest_bytes(&self) -> &[u8] {
+        &self.bytes[self.manifest_range.clone()]
+    }
+
+    /// The bundle's signature, when it has one.
+    pub fn signature(&self) -> Option<&super::signing::BundleSignature> {
+        self.signature.as_ref()
+    }
+
+    /// Reads a bundle and, when `key` is given, checks its signature.
+    pub fn read_verified(
+        path: &Path,
+        key: Option<&ed25519_dalek::VerifyingKey>,
+    ) -> Result<Self, BundleError> {
+        let bundle = Self::read(path)?;
+        if let Some(key) = key {
+            super::signing::verify(&bundle, key)?;
+        }
+        Ok(bundle)
     }
 
     /// The bundle's manifest.

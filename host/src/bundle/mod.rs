@@ -11,10 +11,12 @@ mod annotations;
 mod artifact;
 mod assemble;
 mod builder;
+pub mod signing;
 pub mod source;
 
 pub use artifact::{
-    Bundle, BundleManifest, CustomSection, MANIFEST_SECTION, PAYLOAD_SECTION, sha256_hex,
+    Bundle, BundleManifest, CustomSection, MANIFEST_SECTION, PAYLOAD_SECTION,
+    append_custom_section, sha256_hex,
 };
 pub use assemble::{BuildOptions, assemble};
 pub use builder::build;
@@ -73,4 +75,7 @@ pub enum BundleError {
     /// A digest does not match: the file was changed after it was built.
     #[error("bundle integrity check failed: {0}")]
     Tampered(String),
+    /// The signature check failed (unsigned, another key, or changed after signing).
+    #[error("bundle signature check failed: {0}")]
+    Signature(String),
 }

@@ -35,6 +35,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// The bundle file reloads read.
     pub bundle_path: PathBuf,
+    /// When set, every bundle (and every reload) must be signed by this key.
+    pub verification_key: Option<ed25519_dalek::VerifyingKey>,
     /// Reload bookkeeping (serializes reloads, remembers the last outcome).
     pub reloads: reload::Reloader,
     /// The decision log, when enabled.
