@@ -9,7 +9,7 @@ SAMPLES    := $(sort $(wildcard policies/samples/*.json))
 # OPA's compliance cases, shared beside the repository.
 CONFORMANCE ?= ../shared/conformance/opa-v1
 
-.PHONY: all run test bench guest host bundle lint fmt clean setup portability-deps
+.PHONY: all run test bench soak fuzz guest host bundle lint fmt clean setup portability-deps
 
 all: host
 
@@ -58,6 +58,24 @@ bench: bundle
 	$(CARGO) bench -p sark --bench cache
 	$(CARGO) bench -p sark --bench evaluate
 	bench/load.sh
+
+# Soak and fault test (10 minutes; not in CI): SOAK_SECONDS=60 make soak for a short run.
+soak: host
+	bench/soak.sh
+
+# Fuzz targets, briefly (FUZZ_SECONDS each; 10+ minutes per target for a real campaign).
+# Needs nightly and cargo-fuzz: installed here when missing.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS = decide_input bundle_loader config_yaml http_body
+fuzz: guest
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/corpus/$$t && \
+	  SARK_EVALUATOR_WASM=$(CURDIR)/target/wasm32-wasip2/guest/sark_guest.wasm \
+	    cargo +nightly fuzz run -s none -O $$t target/corpus/$$t corpus/$$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=10 || exit 1; \
+	done
 
 lint:
 	$(CARGO) fmt --all -- --check

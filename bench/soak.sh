@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Soak and fault test of `sark serve` (`make soak`; not in CI). For SOAK_SECONDS (default
+# 600) wrk drives a mix of valid, invalid and hostile requests while the bundle file flips
+# between a good and a broken bundle every 30 s and the wasm_engine rollout changes every
+# 10 s. Reports requests, responses by status, undesigned 5xx, resident memory at start and
+# end, and decisions that differ from a reference run on the same inputs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y wrk >/dev/null; }
+
+SARK=${SARK:-target/release/sark}
+SECONDS_TOTAL=${SOAK_SECONDS:-600}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# The example policies plus the hostile fixture (CPU burner) in one bundle.
+cp -r policies "$WORK/src"
+cp tests/fixtures/hostile/hostile.rego "$WORK/src/hostile.rego"
+$SARK build "$WORK/src" -o "$WORK/good.wasm" -e hostile/spin >/dev/null 2>&1
+head -c 200000 "$WORK/good.wasm" > "$WORK/broken.wasm"   # truncated: refused on reload
+cp "$WORK/good.wasm" "$WORK/live.wasm"
+cat > "$WORK/sark.yaml" <<YAML
+limits: { eval_timeout_ms: 50, native_timeout_ms: 200 }
+server: { reload_poll_ms: 1000, admin_token: soak-token }
+YAML
+
+start_server() { # $1 = bundle, $2 = log file
+  $SARK serve --bundle "$1" --config "$WORK/sark.yaml" --addr 127.0.0.1:0 >"$2" 2>"$2.err" &
+  PIDS+=($!)
+  for _ in $(seq 100); do grep -q listening "$2" && break; sleep 0.1; done
+  sed -n 's/^listening on //p' "$2"
+}
+
+# Reference run: a separate server, no reloads, no rollout changes.
+REF_URL=$(start_server "$WORK/good.wasm" "$WORK/ref.log")
+python3 bench/soak_requests.py build "$REF_URL" "$WORK"
+kill "${PIDS[0]}"
+
+URL=$(start_server "$WORK/live.wasm" "$WORK/soak.log")
+PID=${PIDS[-1]}
+rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
+# Warm up, then take the starting memory.
+SOAK_DATA="$WORK/soak_data.lua" wrk -t2 -c16 -d5s -s bench/soak.lua "$URL" >/dev/null
+RSS_START=$(rss)
+
+admin() { curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer soak-token' \
+  -H 'Content-Type: application/json' -d "$2" "$URL$1"; }
+(
+  i=0
+  while sleep 10; do
+    i=$((i + 1))
+    pct=$(( (i * 37) % 101 ))
+    echo "rollout wasm_engine=$pct: $(admin /admin/rollout/update "{\"feature\":\"wasm_engine\",\"percentage\":$pct}")"
+    if (( i % 3 == 0 )); then
+      if (( (i / 3) % 2 == 1 )); then cp "$WORK/broken.wasm" "$WORK/live.wasm.tmp"; echo "bundle: broken"
+      else cp "$WORK/good.wasm" "$WORK/live.wasm.tmp"; echo "bundle: good"; fi
+      mv "$WORK/live.wasm.tmp" "$WORK/live.wasm"
+    fi
+  done
+) > "$WORK/faults.log" 2>&1 &
+PIDS+=($!)
+
+python3 bench/soak_requests.py check "$URL" "$WORK" "$SECONDS_TOTAL" > "$WORK/check.out" &
+CHECKER=$!
+echo "== soak: ${SECONDS_TOTAL}s, wrk -t2 -c16, plus one checking client"
+SOAK_DATA="$WORK/soak_data.lua" wrk -t2 -c16 -d"${SECONDS_TOTAL}s" --latency -s bench/soak.lua "$URL" \
+  | grep -vE "^\s*$" | tee "$WORK/wrk.out"
+wait "$CHECKER" || true
+cat "$WORK/check.out"
+RSS_END=$(rss)
+echo "faults: $(grep -c rollout "$WORK/faults.log") rollout changes ($(grep -c ': 200' "$WORK/faults.log") accepted), $(grep -c 'bundle:' "$WORK/faults.log") bundle flips"
+echo "reloads: $(curl -s "$URL/metrics" | grep '^bundle_reloads_total' | tr '\n' ' ')"
+echo "resident memory: start ${RSS_START} KiB, end ${RSS_END} KiB ($(( (RSS_END - RSS_START) * 100 / RSS_START ))%)"
+kill -0 "$PID" && echo "server still running"
