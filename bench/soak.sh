@@ -11,8 +11,10 @@ command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get i
 SARK=${SARK:-target/release/sark}
 SECONDS_TOTAL=${SOAK_SECONDS:-600}
 WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 # The example policies plus the hostile fixture (CPU burner) in one bundle.
@@ -28,18 +30,18 @@ YAML
 
 start_server() { # $1 = bundle, $2 = log file
   $SARK serve --bundle "$1" --config "$WORK/sark.yaml" --addr 127.0.0.1:0 >"$2" 2>"$2.err" &
-  PIDS+=($!)
-  for _ in $(seq 100); do grep -q listening "$2" && break; sleep 0.1; done
+  echo $! > "$2.pid"
+  for _ in $(seq 1200); do grep -q listening "$2" && break; sleep 0.1; done
   sed -n 's/^listening on //p' "$2"
 }
 
 # Reference run: a separate server, no reloads, no rollout changes.
 REF_URL=$(start_server "$WORK/good.wasm" "$WORK/ref.log")
 python3 bench/soak_requests.py build "$REF_URL" "$WORK"
-kill "${PIDS[0]}"
+kill "$(cat "$WORK/ref.log.pid")"
 
 URL=$(start_server "$WORK/live.wasm" "$WORK/soak.log")
-PID=${PIDS[-1]}
+PID=$(cat "$WORK/soak.log.pid")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 # Warm up, then take the starting memory.
 SOAK_DATA="$WORK/soak_data.lua" wrk -t2 -c16 -d5s -s bench/soak.lua "$URL" >/dev/null
@@ -60,7 +62,7 @@ admin() { curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bear
     fi
   done
 ) > "$WORK/faults.log" 2>&1 &
-PIDS+=($!)
+echo $! > "$WORK/faults.pid"
 
 python3 bench/soak_requests.py check "$URL" "$WORK" "$SECONDS_TOTAL" > "$WORK/check.out" &
 CHECKER=$!

@@ -24,6 +24,10 @@ struct PolicyInstance {
     bindings: BundleBindings,
 }
 
+/// Deadline of the first instantiation and `info()` call of a bundle, in epoch ticks
+/// (10 s at 1 ms ticks).
+const LOAD_DEADLINE_TICKS: u64 = 10_000;
+
 /// A bundle ready to evaluate in the sandbox. `Send + Sync`: any number of threads may
 /// evaluate at once; each call takes an idle instance (or creates one) and returns it
 /// afterwards. At most `max_idle` instances are kept; an instance that trapped is dropped.
@@ -60,9 +64,28 @@ impl WasmPolicy {
                 modules: vec![],
             },
         };
-        let info = policy
-            .with_instance(|store, b| b.sark_policy_evaluator().call_info(store))
-            .map_err(|e| wasmtime::format_err!("the bundle does not describe itself: {e}"))?;
+        // Loading is not an evaluation: the first instantiation and `info()` get a load
+        // deadline, so a tight `eval_timeout_ms` cannot fail a healthy bundle's load.
+        let info = {
+            let describe = |e: &dyn std::fmt::Display| {
+                wasmtime::format_err!("the bundle does not describe itself: {e}")
+            };
+            let load_ticks = policy.deadline_ticks().max(LOAD_DEADLINE_TICKS);
+            let mut instance = policy
+                .instantiate_with_deadline(load_ticks)
+                .map_err(|e| describe(&e))?;
+            instance.store.set_epoch_deadline(load_ticks);
+            let info = instance
+                .bindings
+                .sark_policy_evaluator()
+                .call_info(&mut instance.store)
+                .map_err(|e| describe(&describe_trap(&e)))?
+                .map_err(|e| describe(&from_wit(e)))?;
+            if let Ok(mut idle) = policy.idle.lock() {
+                idle.push(instance);
+            }
+            info
+        };
         policy.info = BundleInfo {
             revision: info.revision,
             entrypoints: info.entrypoints,
@@ -75,10 +98,14 @@ impl WasmPolicy {
     }
 
     fn instantiate(&self) -> Result<PolicyInstance, EvalError> {
+        self.instantiate_with_deadline(self.deadline_ticks())
+    }
+
+    fn instantiate_with_deadline(&self, ticks: u64) -> Result<PolicyInstance, EvalError> {
         let max_memory = usize::try_from(self.limits.max_memory_mb).unwrap_or(usize::MAX) << 20;
         let mut store = Store::new(self.pre.engine(), HostState::new(max_memory));
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        store.set_epoch_deadline(self.deadline_ticks());
+        store.set_epoch_deadline(ticks);
         let bindings = self
             .pre
             .instantiate(&mut store)
@@ -86,7 +113,7 @@ impl WasmPolicy {
         Ok(PolicyInstance { store, bindings })
     }
 
-    /// The deadline in epoch ticks.
+    /// The evaluation deadline in epoch ticks.
     fn deadline_ticks(&self) -> u64 {
         let tick_ms = u64::try_from(super::EPOCH_TICK.as_millis())
             .unwrap_or(1)
