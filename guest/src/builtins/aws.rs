@@ -196,12 +196,11 @@ fn sign_req(args: &[Value]) -> Result<Value> {
     request.insert("headers".into(), Json::Object(out_headers));
     // The body goes back as given (sets included), not as its JSON form.
     let mut out = from_json(req);
-    if let (Some(Value::Object(orig)), Value::Object(_)) = (args.first(), &out) {
-        if let Some(body) = orig.get(&Value::from("body")) {
-            if let Ok(obj) = out.as_object_mut() {
-                obj.insert(Value::from("body"), body.clone());
-            }
-        }
+    if let (Some(Value::Object(orig)), Value::Object(_)) = (args.first(), &out)
+        && let Some(body) = orig.get(&Value::from("body"))
+        && let Ok(obj) = out.as_object_mut()
+    {
+        obj.insert(Value::from("body"), body.clone());
     }
     Ok(out)
 }
