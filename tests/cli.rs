@@ -518,6 +518,13 @@ fn hostile_policies_hit_typed_limits_on_the_wasm_path() {
     assert!(err.contains("deadline of 50 ms"), "{err}");
     let err = fails(&["eval", b, "-e", "hostile/huge_range", "--path", "wasm"]);
     assert!(err.contains("trapped") && err.contains("panicked"), "{err}");
+    // Routed as usual (wasm with fallback), the panic is final: a billion-number range is
+    // never retried natively, where it would first try to allocate gigabytes.
+    let err = fails(&["eval", b, "-e", "hostile/huge_range"]);
+    assert!(err.contains("trapped") && err.contains("panicked"), "{err}");
+    // Unbounded allocation likewise ends at the memory cap without a native retry.
+    let err = fails(&["eval", b, "-e", "hostile/hungry"]);
+    assert!(err.contains("memory cap of 64 MiB"), "{err}");
     assert_eq!(
         json(&ok(&["eval", b, "-e", "hostile/fine"])),
         serde_json::json!({"result": true})

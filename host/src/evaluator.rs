@@ -100,13 +100,14 @@ impl EvalError {
         )
     }
 
-    /// True when the native path may retry the decision: a component failure other than a
-    /// resource limit. The native path has a time limit but neither a memory cap nor a stack
-    /// guard (a stack overflow aborts the process), so a policy that exhausted the sandbox's
-    /// memory or call stack must not run again in the host.
+    /// True when the native path may retry the decision: the deadline (the native path has
+    /// its own, usually longer, time limit) or a lost instance. Not a resource limit: the
+    /// native path has neither a memory cap nor a stack guard (a stack overflow aborts the
+    /// process), so a policy that exhausted the sandbox must not run again in the host. Not
+    /// a panic either: the same evaluator code panics the same way natively, and some panics
+    /// (a range of a billion numbers) would first try to allocate gigabytes in the host.
     pub fn allows_fallback(&self) -> bool {
-        self.is_component_failure()
-            && !matches!(self, EvalError::MemoryCap { .. } | EvalError::StackOverflow)
+        matches!(self, EvalError::Deadline { .. } | EvalError::Instance(_))
     }
 }
 
