@@ -43,8 +43,12 @@ kill "$(cat "$WORK/ref.log.pid")"
 URL=$(start_server "$WORK/live.wasm" "$WORK/soak.log")
 PID=$(cat "$WORK/soak.log.pid")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
-# Warm up, then take the starting memory.
-SOAK_DATA="$WORK/soak_data.lua" wrk -t2 -c16 -d5s -s bench/soak.lua "$URL" >/dev/null
+# Warm up until the instance pools of both paths are full, then take the starting memory.
+for pct in 0 100; do
+  curl -s -o /dev/null -X POST -H 'Authorization: Bearer soak-token' -H 'Content-Type: application/json' \
+    -d "{\"feature\":\"wasm_engine\",\"percentage\":$pct}" "$URL/admin/rollout/update"
+  SOAK_DATA="$WORK/soak_data.lua" wrk -t2 -c16 -d${WARMUP_SECONDS:-15}s -s bench/soak.lua "$URL" >/dev/null
+done
 RSS_START=$(rss)
 
 admin() { curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer soak-token' \
@@ -55,6 +59,7 @@ admin() { curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bear
     i=$((i + 1))
     pct=$(( (i * 37) % 101 ))
     echo "rollout wasm_engine=$pct: $(admin /admin/rollout/update "{\"feature\":\"wasm_engine\",\"percentage\":$pct}")"
+    echo "rss $((i * 10))s: $(rss) KiB"
     if (( i % 3 == 0 )); then
       if (( (i / 3) % 2 == 1 )); then cp "$WORK/broken.wasm" "$WORK/live.wasm.tmp"; echo "bundle: broken"
       else cp "$WORK/good.wasm" "$WORK/live.wasm.tmp"; echo "bundle: good"; fi
@@ -74,5 +79,6 @@ cat "$WORK/check.out"
 RSS_END=$(rss)
 echo "faults: $(grep -c rollout "$WORK/faults.log") rollout changes ($(grep -c ': 200' "$WORK/faults.log") accepted), $(grep -c 'bundle:' "$WORK/faults.log") bundle flips"
 echo "reloads: $(curl -s "$URL/metrics" | grep '^bundle_reloads_total' | tr '\n' ' ')"
+echo "resident memory every 60 s: $(grep '^rss' "$WORK/faults.log" | awk 'NR % 6 == 0 {print $3}' | tr '\n' ' ')KiB"
 echo "resident memory: start ${RSS_START} KiB, end ${RSS_END} KiB ($(( (RSS_END - RSS_START) * 100 / RSS_START ))%)"
 kill -0 "$PID" && echo "server still running"

@@ -5,7 +5,12 @@ use libfuzzer_sys::fuzz_target;
 use sark::PathKind;
 use sark::decide::DecisionRequest;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    // Build and compile the example bundle before the first input (it takes seconds).
+    init: {
+        sark_fuzz::service();
+    },
+    |data: &[u8]| {
     let Ok(input) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
@@ -23,4 +28,5 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(a, b, "wasm and native disagree on {input}");
         }
     }
-});
+    }
+);

@@ -45,7 +45,12 @@ const ROUTES: &[&str] = &[
     "/admin/rollout/update",
 ];
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: {
+        state();
+        runtime();
+    },
+    |data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
@@ -60,4 +65,5 @@ fuzz_target!(|data: &[u8]| {
     // Designed answers only: success, client errors, or an evaluation error (500 with
     // OPA's error body); the gateway fails closed with 200.
     assert!(matches!(status, 200 | 207 | 400 | 401 | 404 | 413 | 415 | 422 | 500), "status {status} on {route}");
-});
+    }
+);
