@@ -751,3 +751,20 @@ fn signed_bundles_are_verified() {
     let out = ok(&["inspect", signed.to_str().unwrap()]);
     assert!(out.contains("signature:       ed25519 key"), "{out}");
 }
+
+#[test]
+fn deeply_nested_sources_are_refused_before_parsing() {
+    // Found by fuzzing the loader: Regorus's parse time doubles per nesting level.
+    let out = scratch("deep").join("deep.wasm");
+    let started = std::time::Instant::now();
+    let err = fails(&[
+        "build",
+        fixture("deep_nesting").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("deep.rego:4:"), "{err}");
+    assert!(err.contains("nest deeper than 20 levels"), "{err}");
+    // Refused up front (the build still compiles the evaluator once, hence the margin).
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}

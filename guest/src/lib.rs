@@ -9,6 +9,7 @@ mod error;
 mod payload;
 mod policy;
 mod recursion;
+mod source_limits;
 mod tests_runner;
 
 #[cfg(target_arch = "wasm32")]

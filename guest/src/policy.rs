@@ -80,6 +80,9 @@ impl PolicySet {
             .iter()
             .map(|m| (m.path.clone(), m.source.clone()))
             .collect();
+        for (path, source) in &sources {
+            crate::source_limits::check(path, source)?;
+        }
         crate::recursion::check(&sources)?;
         let mut packages = Vec::new();
         for module in &payload.modules {
@@ -284,6 +287,7 @@ impl PolicySet {
 
     /// Evaluates an ad-hoc Rego query; returns OPA `opa eval`-shaped results as JSON.
     pub fn query(&mut self, query: &str, input_json: &str) -> Result<String, PolicyError> {
+        crate::source_limits::check("<query>", query)?;
         let input = parse_input(input_json)?;
         self.engine.set_input(input);
         let results = self
