@@ -41,6 +41,26 @@ impl Hash {
             Hash::Sha512 => sha2::Sha512::digest(msg).to_vec(),
         }
     }
+
+    /// RSASSA-PKCS1-v1_5 padding with this hash.
+    fn pkcs1v15(self) -> rsa::Pkcs1v15Sign {
+        match self {
+            Hash::Sha1 => rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
+            Hash::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+            Hash::Sha384 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
+            Hash::Sha512 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
+        }
+    }
+
+    /// RSASSA-PSS padding with this hash.
+    fn pss(self) -> rsa::Pss {
+        match self {
+            Hash::Sha1 => rsa::Pss::new::<sha1::Sha1>(),
+            Hash::Sha256 => rsa::Pss::new::<sha2::Sha256>(),
+            Hash::Sha384 => rsa::Pss::new::<sha2::Sha384>(),
+            Hash::Sha512 => rsa::Pss::new::<sha2::Sha512>(),
+        }
+    }
 }
 
 /// How a signature is computed: the key family, the padding or encoding, and the hash.
@@ -104,21 +124,11 @@ impl PublicKey {
     pub fn verify(&self, scheme: Scheme, msg: &[u8], sig: &[u8]) -> bool {
         match (self, scheme) {
             (PublicKey::Rsa(key), Scheme::RsaPkcs1(hash)) => {
-                let padding = match hash {
-                    Hash::Sha1 => rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
-                    Hash::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
-                    Hash::Sha384 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
-                    Hash::Sha512 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
-                };
+                let padding = hash.pkcs1v15();
                 key.verify(padding, &hash.digest(msg), sig).is_ok()
             }
             (PublicKey::Rsa(key), Scheme::RsaPss(hash)) => {
-                let padding = match hash {
-                    Hash::Sha1 => rsa::Pss::new::<sha1::Sha1>(),
-                    Hash::Sha256 => rsa::Pss::new::<sha2::Sha256>(),
-                    Hash::Sha384 => rsa::Pss::new::<sha2::Sha384>(),
-                    Hash::Sha512 => rsa::Pss::new::<sha2::Sha512>(),
-                };
+                let padding = hash.pss();
                 key.verify(padding, &hash.digest(msg), sig).is_ok()
             }
             (PublicKey::P256(key), Scheme::Ecdsa { hash, raw }) => {
@@ -391,22 +401,12 @@ impl SigningKey {
         match (self, scheme) {
             (SigningKey::Secret(k), Scheme::Hmac(hash)) => Ok(super::crypto::hmac(hash, k, msg)),
             (SigningKey::Rsa(key), Scheme::RsaPkcs1(hash)) => {
-                let padding = match hash {
-                    Hash::Sha1 => rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
-                    Hash::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
-                    Hash::Sha384 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
-                    Hash::Sha512 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
-                };
+                let padding = hash.pkcs1v15();
                 key.sign(padding, &hash.digest(msg))
                     .context("RSA signing failed")
             }
             (SigningKey::Rsa(key), Scheme::RsaPss(hash)) => {
-                let padding = match hash {
-                    Hash::Sha1 => rsa::Pss::new::<sha1::Sha1>(),
-                    Hash::Sha256 => rsa::Pss::new::<sha2::Sha256>(),
-                    Hash::Sha384 => rsa::Pss::new::<sha2::Sha384>(),
-                    Hash::Sha512 => rsa::Pss::new::<sha2::Sha512>(),
-                };
+                let padding = hash.pss();
                 key.sign_with_rng(&mut super::crypto::SystemRng, padding, &hash.digest(msg))
                     .context("RSA-PSS signing failed")
             }
