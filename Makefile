@@ -9,7 +9,7 @@ SAMPLES    := $(sort $(wildcard policies/samples/*.json))
 # OPA's compliance cases, shared beside the repository.
 CONFORMANCE ?= ../shared/conformance/opa-v1
 
-.PHONY: all run test bench soak fuzz guest host bundle lint fmt clean setup portability-deps
+.PHONY: all run test bench soak fuzz guest host bundle lint fmt clean setup portability-deps cluster-deps
 
 all: host
 
@@ -30,6 +30,10 @@ portability-deps:
 	cd examples/node && npm ci --no-audit --no-fund --loglevel=error
 	python3 -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
 
+# redis-server for the cluster tests (they start their own on ephemeral loopback ports).
+cluster-deps:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+
 bundle: host
 	@mkdir -p $(dir $(BUNDLE))
 	$(SARK) build policies -o $(BUNDLE)
@@ -45,7 +49,7 @@ run: bundle
 	@$(SARK) test $(BUNDLE)
 
 # Unit tests, integration tests against the real binary and component, and the Rego tests.
-test: host portability-deps
+test: host portability-deps cluster-deps
 	$(CARGO) test --workspace --release --exclude sark-guest
 	$(CARGO) test -p sark-guest --release
 	$(SARK) test policies

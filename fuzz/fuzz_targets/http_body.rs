@@ -30,6 +30,7 @@ fn state() -> &'static Arc<sark::server::AppState> {
             verification_key: None,
             reloads: Default::default(),
             log: None,
+            cluster: None,
         })
     })
 }

@@ -263,6 +263,40 @@ impl DecisionCache {
     }
 }
 
+/// The key of a decision in a shared (second-level) cache: bundle identity, entrypoint and
+/// the SHA-256 of the canonical input. Entries written by one instance are served by all
+/// without comparing inputs, so the hash must be collision-resistant (unlike the local
+/// cache's XXH3, which is backed by an input comparison).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedKey(String);
+
+impl SharedKey {
+    /// The key of `entrypoint` (normalized) of bundle `bundle` for `canonical_input`.
+    pub fn new(bundle: &str, entrypoint: &str, canonical_input: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(entrypoint.as_bytes())
+            .chain_update([0u8])
+            .chain_update(canonical_input)
+            .finalize();
+        SharedKey(format!("{bundle}:{}", hex::encode(digest)))
+    }
+
+    /// The key text (without any store prefix).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A second-level decision cache shared by several instances (Redis in a cluster).
+/// Lookups are bounded by the implementation's timeout; any failure is a miss.
+pub trait SharedCache: Send + Sync {
+    /// The decision stored under `key` and its remaining time to live.
+    fn get(&self, key: &SharedKey) -> Option<(CachedValue, Duration)>;
+    /// Stores a decision for `ttl`, off the caller's path (a zero TTL stores nothing).
+    fn put(&self, key: SharedKey, value: CachedValue, ttl: Duration);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -527,6 +527,33 @@ fn cmd_serve(
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
+        let mut service = service;
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let cluster = Arc::new(
+                    crate::cluster::Cluster::new(
+                        c,
+                        service.flags().clone(),
+                        service.metrics().clone(),
+                    )
+                    .context("cluster")?,
+                );
+                if config.features.decision_cache.shared {
+                    service.set_shared_cache(Arc::new(crate::cluster::RedisDecisionCache::new(
+                        cluster.clone(),
+                    )));
+                }
+                cluster.spawn();
+                eprintln!(
+                    "cluster: rollout state in redis {} (prefix `{}`), shared decision cache {}",
+                    cluster.status().redis,
+                    c.key_prefix,
+                    if config.features.decision_cache.shared { "on" } else { "off" }
+                );
+                Some(cluster)
+            }
+            None => None,
+        };
         let service = Arc::new(service);
         let log = if config.decision_log.enabled {
             Some(
@@ -544,6 +571,7 @@ fn cmd_serve(
             verification_key: key,
             reloads: Default::default(),
             log,
+            cluster,
         });
         crate::server::serve(state, addr).await
     })?;

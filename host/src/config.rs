@@ -16,6 +16,39 @@ pub struct Config {
     pub server: ServerConfig,
     /// The decision log of `sark serve`.
     pub decision_log: DecisionLogConfig,
+    /// Shared state of several `sark serve` instances through Redis. Absent (the default):
+    /// a single instance with file-backed rollout state.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Several instances behind a load balancer: rollout state (and optionally a second-level
+/// decision cache) in Redis, changes pushed to every instance over pub/sub.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]`. Required. Never logged with its password.
+    pub redis_url: String,
+    /// Prefix of every key and channel, so several clusters can share one Redis. Default
+    /// `sark`.
+    pub key_prefix: String,
+    /// Longest a decision waits on Redis (shared-cache lookup), in ms; past it the decision
+    /// goes on as a miss. Also bounds each rollout write and each connection attempt.
+    /// Default 20.
+    pub timeout_ms: u64,
+    /// Period of the full resync of rollout state from Redis, in ms: a safety net behind
+    /// pub/sub, and how soon a lost Redis is noticed on an idle instance. Default 5,000.
+    pub resync_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            key_prefix: "sark".into(),
+            timeout_ms: 20,
+            resync_ms: 5000,
+        }
+    }
 }
 
 /// Settings of `sark serve`.
@@ -158,6 +191,10 @@ pub struct DecisionCacheFeature {
     pub max_size: usize,
     /// Default time to live of a decision in seconds. Default 300 (5 minutes).
     pub ttl_seconds: u64,
+    /// Second-level cache in Redis (needs `cluster`): a local miss looks there before
+    /// evaluating, and every evaluated decision is stored there with the same key and TTL.
+    /// Default false.
+    pub shared: bool,
 }
 
 impl Default for DecisionCacheFeature {
@@ -167,6 +204,7 @@ impl Default for DecisionCacheFeature {
             rollout_percentage: 100,
             max_size: 10_000,
             ttl_seconds: 300,
+            shared: false,
         }
     }
 }
@@ -293,6 +331,31 @@ impl Config {
         if self.limits.max_memory_mb > 4096 {
             return Err("limits.max_memory_mb must be at most 4096".into());
         }
+        match &self.cluster {
+            None if self.features.decision_cache.shared => {
+                return Err(
+                    "features.decision_cache.shared needs a `cluster` section (redis_url)".into(),
+                );
+            }
+            None => {}
+            Some(c) => {
+                if c.redis_url.is_empty() {
+                    return Err("cluster.redis_url is required".into());
+                }
+                if let Err(e) = redis::Client::open(c.redis_url.as_str()) {
+                    return Err(format!("cluster.redis_url is not a usable Redis URL: {e}"));
+                }
+                if c.key_prefix.is_empty() || c.key_prefix.contains(char::is_whitespace) {
+                    return Err("cluster.key_prefix must be non-empty, without spaces".into());
+                }
+                if !(1..=10_000).contains(&c.timeout_ms) {
+                    return Err("cluster.timeout_ms must be between 1 and 10000".into());
+                }
+                if c.resync_ms < 100 {
+                    return Err("cluster.resync_ms must be at least 100".into());
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -326,6 +389,24 @@ mod tests {
         assert!(err.contains("eval_timeout"), "{err}");
         let err = Config::from_yaml("featurez: {}").unwrap_err();
         assert!(err.contains("featurez"), "{err}");
+    }
+
+    #[test]
+    fn cluster_section_is_validated() {
+        let c = Config::from_yaml(
+            "cluster: { redis_url: 'redis://127.0.0.1:6379' }\nfeatures: { decision_cache: { shared: true } }",
+        )
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.key_prefix, "sark");
+        assert_eq!(cluster.timeout_ms, 20);
+        assert!(c.features.decision_cache.shared);
+        let err = Config::from_yaml("features: { decision_cache: { shared: true } }").unwrap_err();
+        assert!(err.contains("cluster"), "{err}");
+        let err = Config::from_yaml("cluster: { redis_url: 'http://x' }").unwrap_err();
+        assert!(err.contains("redis_url"), "{err}");
+        let err = Config::from_yaml("cluster: { key_prefix: p }").unwrap_err();
+        assert!(err.contains("required"), "{err}");
     }
 
     #[test]

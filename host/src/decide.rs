@@ -3,7 +3,7 @@
 //! tests all call it.
 
 use crate::bundle::Bundle;
-use crate::cache::{CacheKey, DecisionCache};
+use crate::cache::{CacheKey, DecisionCache, SharedCache, SharedKey};
 use crate::config::{CanaryMode, Config};
 use crate::evaluator::{EvalError, Evaluator, PathKind};
 use crate::flags::{DECISION_CACHE, POLICY_CANARY, RolloutFlags, WASM_ENGINE};
@@ -96,8 +96,10 @@ pub struct Decision {
     pub result: Option<Arc<str>>,
     /// The implementation that produced it (after a fallback: native).
     pub path: PathKind,
-    /// Served from the decision cache.
+    /// Served from the decision cache (local or shared).
     pub cache_hit: bool,
+    /// Served from the shared (second-level) cache after a local miss.
+    pub shared_cache_hit: bool,
     /// Decided by the candidate bundle (policy canary, route mode).
     pub canary: bool,
     /// The component failure that caused a fallback to the native path.
@@ -138,6 +140,7 @@ pub struct DecisionService {
     candidate: RwLock<Option<Arc<LoadedBundle>>>,
     canary_mode: CanaryMode,
     cache: Arc<DecisionCache>,
+    shared: Option<Arc<dyn SharedCache>>,
     flags: Arc<RolloutFlags>,
     metrics: Arc<Metrics>,
 }
@@ -160,6 +163,7 @@ impl DecisionService {
                 c.max_size,
                 Duration::from_secs(c.ttl_seconds),
             )),
+            shared: None,
             flags,
             metrics: Arc::new(Metrics::new()),
         }
@@ -248,6 +252,12 @@ impl DecisionService {
     /// The decision cache.
     pub fn cache(&self) -> &Arc<DecisionCache> {
         &self.cache
+    }
+
+    /// Adds a second-level cache, consulted after a local miss and written after every
+    /// evaluation (only for users in the `decision_cache` rollout, like the local one).
+    pub fn set_shared_cache(&mut self, shared: Arc<dyn SharedCache>) {
+        self.shared = Some(shared);
     }
 
     /// The rollout flags.
@@ -341,32 +351,50 @@ impl DecisionService {
             Some(v) => canonical_json(v),
             None => Vec::new(),
         };
-        let key = cache_on.then(|| {
-            let entrypoint: Arc<str> = sark_guest::normalize_entrypoint(req.entrypoint).into();
-            CacheKey::new(bundle.id.clone(), entrypoint, &canonical)
-        });
+        let entrypoint: Option<Arc<str>> =
+            cache_on.then(|| sark_guest::normalize_entrypoint(req.entrypoint).into());
+        let key = entrypoint
+            .as_ref()
+            .map(|e| CacheKey::new(bundle.id.clone(), e.clone(), &canonical));
+        let hit = |result, shared_cache_hit| {
+            Ok(Some(Decision {
+                result,
+                path,
+                cache_hit: true,
+                shared_cache_hit,
+                canary: false,
+                fallback_from: None,
+                bundle_id: bundle.id.clone(),
+                elapsed: started.elapsed(),
+            }))
+        };
         if let Some(key) = &key {
             let t = Instant::now();
-            let hit = self.cache.get(key, &canonical);
-            if hit.is_some() || evaluate {
-                self.metrics.cache_get(t.elapsed(), hit.is_some());
+            let found = self.cache.get(key, &canonical);
+            if found.is_some() || evaluate {
+                self.metrics.cache_get(t.elapsed(), found.is_some());
             }
-            if let Some(result) = hit {
+            if let Some(result) = found {
                 record_assignments();
-                return Ok(Some(Decision {
-                    result,
-                    path,
-                    cache_hit: true,
-                    canary: false,
-                    fallback_from: None,
-                    bundle_id: bundle.id.clone(),
-                    elapsed: started.elapsed(),
-                }));
+                return hit(result, false);
             }
         }
 
         if !evaluate {
             return Ok(None);
+        }
+        // Local miss: the shared cache next (bounded by its own timeout), then evaluation.
+        let shared = entrypoint.as_ref().and_then(|e| {
+            let store = self.shared.as_ref()?;
+            Some((store, SharedKey::new(&bundle.id, e, &canonical)))
+        });
+        if let (Some((store, shared_key)), Some(key)) = (&shared, &key)
+            && let Some((result, ttl)) = store.get(shared_key)
+        {
+            self.cache
+                .insert(key.clone(), &canonical, result.clone(), Some(ttl));
+            record_assignments();
+            return hit(result, true);
         }
         record_assignments();
 
@@ -406,11 +434,19 @@ impl DecisionService {
             let t = Instant::now();
             self.cache.insert(key, &canonical, result.clone(), ttl);
             self.metrics.cache_set(t.elapsed());
+            if let Some((store, shared_key)) = shared {
+                store.put(
+                    shared_key,
+                    result.clone(),
+                    ttl.unwrap_or(self.cache.default_ttl()),
+                );
+            }
         }
         Ok(Some(Decision {
             result,
             path: used,
             cache_hit: false,
+            shared_cache_hit: false,
             canary: false,
             fallback_from,
             bundle_id: bundle.id.clone(),

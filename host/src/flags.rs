@@ -146,18 +146,26 @@ impl RolloutFlags {
             .clone()
     }
 
-    /// Sets a feature's percentage (and enables it when above 0). Persisted first; applies
-    /// to the next decision.
-    pub fn set_percentage(&self, feature: &str, percentage: u32) -> Result<Feature, FlagError> {
+    /// The state `feature` would have at `percentage` (enabled when above 0), without
+    /// applying it: the cluster writes it to Redis first, then every instance applies it.
+    pub fn plan_percentage(&self, feature: &str, percentage: u32) -> Result<Feature, FlagError> {
         if percentage > 100 {
             return Err(FlagError::Percentage(percentage));
         }
-        self.update(feature, |f| {
-            f.rollout_percentage = percentage as u8;
-            if percentage > 0 {
-                f.enabled = true;
-            }
-        })
+        let mut next = self.get(feature).ok_or_else(|| self.unknown(feature))?;
+        next.rollout_percentage = percentage as u8;
+        if percentage > 0 {
+            next.enabled = true;
+        }
+        Ok(next)
+    }
+
+    /// Sets a feature's percentage (and enables it when above 0). Persisted first; applies
+    /// to the next decision.
+    pub fn set_percentage(&self, feature: &str, percentage: u32) -> Result<Feature, FlagError> {
+        let next = self.plan_percentage(feature, percentage)?;
+        self.apply(feature, next.clone())?;
+        Ok(next)
     }
 
     /// Rolls a feature back to 0%.
@@ -165,34 +173,54 @@ impl RolloutFlags {
         self.set_percentage(feature, 0)
     }
 
-    /// Rolls every feature back to 0%.
-    pub fn rollback_all(&self) -> Result<(), FlagError> {
-        let mut features = self.features.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = features.clone();
+    /// Every feature at 0%, without applying it (see [`Self::plan_percentage`]).
+    pub fn plan_rollback_all(&self) -> BTreeMap<String, Feature> {
+        let mut next = self.all();
         for f in next.values_mut() {
             f.rollout_percentage = 0;
         }
-        self.persist(&next)?;
-        *features = next;
+        next
+    }
+
+    /// Rolls every feature back to 0%.
+    pub fn rollback_all(&self) -> Result<(), FlagError> {
+        for (name, feature) in self.plan_rollback_all() {
+            self.apply(&name, feature)?;
+        }
         Ok(())
     }
 
-    fn update(
-        &self,
-        feature: &str,
-        change: impl FnOnce(&mut Feature),
-    ) -> Result<Feature, FlagError> {
+    /// Replaces the state of a known feature (persisted first). Returns whether it changed.
+    /// A percentage over 100 is refused, wherever the state came from.
+    pub fn apply(&self, feature: &str, state: Feature) -> Result<bool, FlagError> {
+        if state.rollout_percentage > 100 {
+            return Err(FlagError::Percentage(state.rollout_percentage.into()));
+        }
         let mut features = self.features.write().unwrap_or_else(|p| p.into_inner());
+        let Some(current) = features.get(feature) else {
+            let known = features.keys().cloned().collect::<Vec<_>>().join(", ");
+            return Err(FlagError::Unknown(feature.to_string(), known));
+        };
+        if *current == state {
+            return Ok(false);
+        }
         let mut next = features.clone();
-        let known = next.keys().cloned().collect::<Vec<_>>().join(", ");
-        let slot = next
-            .get_mut(feature)
-            .ok_or_else(|| FlagError::Unknown(feature.to_string(), known))?;
-        change(slot);
-        let updated = slot.clone();
+        next.insert(feature.to_string(), state);
         self.persist(&next)?;
         *features = next;
-        Ok(updated)
+        Ok(true)
+    }
+
+    fn unknown(&self, feature: &str) -> FlagError {
+        let known = self
+            .features
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        FlagError::Unknown(feature.to_string(), known)
     }
 
     /// Writes the state atomically: a temporary file, fsync, rename.

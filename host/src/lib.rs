@@ -15,6 +15,7 @@ pub mod bench;
 pub mod bundle;
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod conformance;
 pub mod decide;

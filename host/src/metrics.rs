@@ -94,6 +94,10 @@ pub struct Metrics {
     canary_disagreements: Family<Labels, Counter>,
     decision_log_dropped: Counter,
     fail_closed: Family<Labels, Counter>,
+    cache_ops: Family<Labels, Counter>,
+    shared_cache_get: Histogram,
+    cluster_connected: Gauge,
+    cluster_updates: Family<Labels, Counter>,
     live: [LiveWindow; 2],
 }
 
@@ -252,6 +256,25 @@ impl Metrics {
             decision_log_dropped.clone(),
         );
 
+        let shared_cache_get = Histogram::new(exponential_buckets(1e-5, 2.0, 16));
+        registry.register(
+            "shared_cache_lookup_duration_seconds",
+            "Time a decision waited on the shared (Redis) cache after a local miss",
+            shared_cache_get.clone(),
+        );
+        let cluster_connected = Gauge::default();
+        registry.register(
+            "cluster_redis_connected",
+            "1 while the instance is connected to the cluster's Redis (0: degraded)",
+            cluster_connected.clone(),
+        );
+        let cluster_updates: Family<Labels, Counter> = Family::default();
+        registry.register(
+            "cluster_rollout_updates",
+            "Rollout changes applied from the cluster, by source (local, pubsub, resync)",
+            cluster_updates.clone(),
+        );
+
         let path = |p: PathKind| PathHandles {
             duration: durations
                 .get_or_create(&vec![("implementation", p.as_str().to_string())])
@@ -319,6 +342,10 @@ impl Metrics {
             canary_disagreements,
             decision_log_dropped,
             fail_closed,
+            cache_ops,
+            shared_cache_get,
+            cluster_connected,
+            cluster_updates,
             live: [LiveWindow::new(), LiveWindow::new()],
             registry,
         }
@@ -445,6 +472,41 @@ impl Metrics {
                 ("endpoint", endpoint.to_string()),
                 ("reason", reason.to_string()),
             ])
+            .inc();
+    }
+
+    /// Records a shared-cache lookup (`result` = hit | miss | error | timeout | unavailable).
+    pub fn shared_cache_get(&self, elapsed: Duration, result: &str) {
+        if result != "unavailable" {
+            self.shared_cache_get.observe(elapsed.as_secs_f64());
+        }
+        self.shared_cache_op("get", result);
+    }
+
+    /// Records a shared-cache write (`result` = ok | error | timeout | dropped).
+    pub fn shared_cache_set(&self, result: &str) {
+        self.shared_cache_op("set", result);
+    }
+
+    fn shared_cache_op(&self, operation: &str, result: &str) {
+        self.cache_ops
+            .get_or_create(&vec![
+                ("implementation", "redis".to_string()),
+                ("operation", operation.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Sets whether the cluster's Redis is reachable.
+    pub fn cluster_connected(&self, connected: bool) {
+        self.cluster_connected.set(i64::from(connected));
+    }
+
+    /// Records a rollout change applied from the cluster.
+    pub fn cluster_rollout_applied(&self, source: &str) {
+        self.cluster_updates
+            .get_or_create(&vec![("source", source.to_string())])
             .inc();
     }
 

@@ -22,7 +22,22 @@ pub fn default_pool_size() -> usize {
 struct PolicyInstance {
     store: Store<HostState>,
     bindings: BundleBindings,
+    /// Linear memory size right after instantiation.
+    initial_memory_bytes: usize,
 }
+
+impl PolicyInstance {
+    /// Whether the instance is small enough to keep (see [`RETAIN_GROWTH_BYTES`]).
+    fn worth_keeping(&self) -> bool {
+        self.store.data().memory_bytes <= self.initial_memory_bytes + RETAIN_GROWTH_BYTES
+    }
+}
+
+/// Linear memory an instance may grow by, beyond its size after instantiation, and still
+/// go back to the pool. Linear memory never shrinks, so an instance that one large input
+/// grew to the memory cap would otherwise hold that memory for the bundle's lifetime;
+/// dropping it returns the pages to the system and the next one starts from the image.
+const RETAIN_GROWTH_BYTES: usize = 16 << 20;
 
 /// Deadline of the first instantiation and `info()` call of a bundle, in epoch ticks
 /// (10 s at 1 ms ticks).
@@ -110,7 +125,12 @@ impl WasmPolicy {
             .pre
             .instantiate(&mut store)
             .map_err(|e| EvalError::Instance(format!("{e:#}")))?;
-        Ok(PolicyInstance { store, bindings })
+        let initial_memory_bytes = store.data().memory_bytes;
+        Ok(PolicyInstance {
+            store,
+            bindings,
+            initial_memory_bytes,
+        })
     }
 
     /// The evaluation deadline in epoch ticks.
@@ -168,10 +188,17 @@ impl WasmPolicy {
         let outcome = call(&mut instance.store, &instance.bindings);
         match outcome {
             Ok(result) => {
-                if let Ok(mut idle) = self.idle.lock()
-                    && idle.len() < self.max_idle
-                {
-                    idle.push(instance);
+                if instance.worth_keeping() {
+                    if let Ok(mut idle) = self.idle.lock()
+                        && idle.len() < self.max_idle
+                    {
+                        idle.push(instance);
+                    }
+                } else {
+                    tracing::debug!(
+                        memory_bytes = instance.store.data().memory_bytes,
+                        "policy instance grew too large to keep; dropped"
+                    );
                 }
                 result.map_err(|e| EvalError::Policy(from_wit(e)))
             }

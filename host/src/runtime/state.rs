@@ -16,6 +16,8 @@ pub struct HostState {
     pub(crate) max_memory_bytes: usize,
     /// Set when the guest tried to grow past the cap.
     pub(crate) memory_cap_hit: bool,
+    /// Current size of the instance's linear memory in bytes, as last grown.
+    pub(crate) memory_bytes: usize,
 }
 
 impl HostState {
@@ -34,6 +36,7 @@ impl HostState {
             table: ResourceTable::new(),
             max_memory_bytes,
             memory_cap_hit: false,
+            memory_bytes: 0,
         }
     }
 }
@@ -50,10 +53,11 @@ impl WasiView for HostState {
 impl ResourceLimiter for HostState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.memory_bytes = self.memory_bytes.max(current);
         if desired > self.max_memory_bytes {
             self.memory_cap_hit = true;
             wasmtime::bail!(
@@ -61,6 +65,7 @@ impl ResourceLimiter for HostState {
                 self.max_memory_bytes
             );
         }
+        self.memory_bytes = desired;
         Ok(true)
     }
 

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -38,12 +39,21 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let m = active.bundle.manifest();
     let reload = state.reloads.status();
     let healthy = wasm.is_ok();
+    let cluster = state.cluster.as_ref().map(|c| c.status());
+    // Without Redis an instance still decides (last known rollout state, local cache):
+    // `degraded` is reported with a 200 so load balancers keep sending traffic.
+    let degraded = cluster.as_ref().is_some_and(|c| !c.connected);
     let status = |r: &Result<(), String>| match r {
         Ok(()) => json!("ok"),
         Err(e) => json!({"error": e}),
     };
     let body = json!({
-        "status": if healthy { "ok" } else { "unhealthy" },
+        "status": match (healthy, degraded) {
+            (false, _) => "unhealthy",
+            (true, true) => "degraded",
+            (true, false) => "ok",
+        },
+        "cluster": cluster,
         "bundle": {"revision": m.revision, "content_hash": m.content_hash, "entrypoints": m.entrypoints},
         "candidate": state.service.candidate().map(|c| c.id.to_string()),
         "paths": {"wasm": status(&wasm), "native": status(&native)},
@@ -154,25 +164,58 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| super::respond::bad_json(&e))
 }
 
-fn flag_result(
-    state: &AppState,
-    r: Result<crate::flags::Feature, crate::flags::FlagError>,
-) -> Response {
-    match r {
-        Ok(_) => json_text(StatusCode::OK, features_body(state).to_string()),
-        Err(e @ crate::flags::FlagError::Persist { .. }) => opa_error(
+fn flag_error(e: &crate::flags::FlagError) -> Response {
+    match e {
+        crate::flags::FlagError::Persist { .. } => opa_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             &e.to_string(),
             vec![],
         ),
-        Err(e) => opa_error(
+        _ => opa_error(
             StatusCode::BAD_REQUEST,
             "invalid_parameter",
             &e.to_string(),
             vec![],
         ),
     }
+}
+
+/// Applies planned feature states: through Redis (every instance, this one included) in a
+/// cluster, else locally. Answers with every feature's state.
+async fn change_features(
+    state: &AppState,
+    planned: Result<BTreeMap<String, crate::flags::Feature>, crate::flags::FlagError>,
+) -> Response {
+    let planned = match planned {
+        Ok(p) => p,
+        Err(e) => return flag_error(&e),
+    };
+    let applied = match &state.cluster {
+        Some(cluster) => cluster.publish(&planned).await.map_err(|e| {
+            opa_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_unavailable",
+                &format!("the change was not applied on any instance: {e}"),
+                vec![],
+            )
+        }),
+        None => planned
+            .iter()
+            .try_for_each(|(name, f)| state.service.flags().apply(name, f.clone()).map(drop))
+            .map_err(|e| flag_error(&e)),
+    };
+    match applied {
+        Ok(()) => json_text(StatusCode::OK, features_body(state).to_string()),
+        Err(resp) => resp,
+    }
+}
+
+fn one(
+    name: &str,
+    feature: Result<crate::flags::Feature, crate::flags::FlagError>,
+) -> Result<BTreeMap<String, crate::flags::Feature>, crate::flags::FlagError> {
+    feature.map(|f| BTreeMap::from([(name.to_string(), f)]))
 }
 
 pub async fn rollout_update(
@@ -185,17 +228,18 @@ pub async fn rollout_update(
         Ok(u) => u,
         Err(r) => return r,
     };
-    let r = state
+    let planned = state
         .service
         .flags()
-        .set_percentage(&u.feature, u.percentage);
+        .plan_percentage(&u.feature, u.percentage);
+    let resp = change_features(&state, one(&u.feature, planned)).await;
     tracing::info!(
         feature = u.feature,
         percentage = u.percentage,
-        ok = r.is_ok(),
+        status = resp.status().as_u16(),
         "rollout update"
     );
-    flag_result(&state, r)
+    resp
 }
 
 pub async fn rollout_rollback(
@@ -208,9 +252,14 @@ pub async fn rollout_rollback(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let r = state.service.flags().rollback(&f.feature);
-    tracing::warn!(feature = f.feature, ok = r.is_ok(), "rollout rollback");
-    flag_result(&state, r)
+    let planned = state.service.flags().plan_percentage(&f.feature, 0);
+    let resp = change_features(&state, one(&f.feature, planned)).await;
+    tracing::warn!(
+        feature = f.feature,
+        status = resp.status().as_u16(),
+        "rollout rollback"
+    );
+    resp
 }
 
 pub async fn rollout_rollback_all(
@@ -218,18 +267,13 @@ pub async fn rollout_rollback_all(
     headers: HeaderMap,
 ) -> Response {
     guard!(state, headers);
-    match state.service.flags().rollback_all() {
-        Ok(()) => {
-            tracing::warn!("rollout rollback of every feature");
-            json_text(StatusCode::OK, features_body(&state).to_string())
-        }
-        Err(e) => opa_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            &e.to_string(),
-            vec![],
-        ),
-    }
+    let planned = state.service.flags().plan_rollback_all();
+    let resp = change_features(&state, Ok(planned)).await;
+    tracing::warn!(
+        status = resp.status().as_u16(),
+        "rollout rollback of every feature"
+    );
+    resp
 }
 
 pub async fn comparison(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

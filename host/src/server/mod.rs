@@ -41,6 +41,8 @@ pub struct AppState {
     pub reloads: reload::Reloader,
     /// The decision log, when enabled.
     pub log: Option<DecisionLog>,
+    /// The cluster's shared state, when `cluster` is configured.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Builds the router over `state`.

@@ -145,10 +145,11 @@ fn data_response(
     if flag(&params.metrics) {
         let d = decision.as_ref();
         body.push_str(&format!(
-            ",\"metrics\":{{\"timer_server_handler_ns\":{},\"timer_rego_query_eval_ns\":{},\"cache_hit\":{},\"implementation\":\"{}\"}}",
+            ",\"metrics\":{{\"timer_server_handler_ns\":{},\"timer_rego_query_eval_ns\":{},\"cache_hit\":{},\"shared_cache_hit\":{},\"implementation\":\"{}\"}}",
             started.elapsed().as_nanos(),
             d.map_or(0, |d| d.elapsed.as_nanos()),
             d.is_some_and(|d| d.cache_hit),
+            d.is_some_and(|d| d.shared_cache_hit),
             d.map_or("none", |d| d.path.as_str()),
         ));
     }
