@@ -57,11 +57,12 @@ test: host portability-deps cluster-deps
 	  $(SARK) conformance $(CONFORMANCE) --min-passed $$(cat conformance/baseline.txt); \
 	else echo "warning: $(CONFORMANCE) not found; conformance ratchet not run"; fi
 
-bench: bundle
+bench: bundle cluster-deps
 	$(SARK) bench $(BUNDLE) -e mcp/gateway/decision -i policies/samples/developer-create-issue.json --path all --duration 5
 	$(CARGO) bench -p sark --bench cache
 	$(CARGO) bench -p sark --bench evaluate
 	bench/load.sh
+	python3 bench/cluster.py $(SARK) $(BUNDLE)
 
 # Soak and fault test (10 minutes; not in CI): SOAK_SECONDS=60 make soak for a short run.
 soak: host

@@ -38,11 +38,15 @@ impl Redis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server is installed (Debian package redis-server; `.ci/run` installs it)");
+            .expect(
+                "redis-server is installed (Debian package redis-server; `.ci/run` installs it)",
+            );
         self.child = Some(child);
-        wait_for("redis-server to accept connections", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-        });
+        wait_for(
+            "redis-server to accept connections",
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+        );
     }
 
     fn kill(&mut self) {
@@ -55,7 +59,13 @@ impl Redis {
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: connections stay open, nothing answers.
     fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().unwrap().id().to_string();
-        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     fn url(&self) -> String {
@@ -82,7 +92,10 @@ impl Drop for Redis {
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
     let t = Instant::now();
     while !ok() {
-        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            t.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     t.elapsed()
@@ -157,13 +170,23 @@ fn rollout_changes_reach_every_instance_within_a_second_and_users_agree() {
         let (code, body) = set_percentage(&servers[origin], "wasm_engine", pct as u32);
         assert_eq!(code, 200, "{body}");
         for s in &servers {
-            propagation.push(wait_for("the change on every instance", Duration::from_secs(1), || {
-                percentage(s, "wasm_engine") == pct
-            }));
+            propagation.push(wait_for(
+                "the change on every instance",
+                Duration::from_secs(1),
+                || percentage(s, "wasm_engine") == pct,
+            ));
         }
     }
-    eprintln!("rollout propagation (incl. one admin read each): max {:?}", propagation.iter().max());
-    assert_eq!(redis.cli(&["hget", "rollout:rollout:wasm_engine", "rollout_percentage"]).trim(), "37");
+    eprintln!(
+        "rollout propagation (incl. one admin read each): max {:?}",
+        propagation.iter().max()
+    );
+    assert_eq!(
+        redis
+            .cli(&["hget", "rollout:rollout:wasm_engine", "rollout_percentage"])
+            .trim(),
+        "37"
+    );
 
     // The same users on the same path on every instance, and the path the bucket gives.
     let (mut wasm, mut native) = (0, 0);
@@ -175,9 +198,17 @@ fn rollout_changes_reach_every_instance_within_a_second_and_users_agree() {
             "native"
         };
         for s in &servers {
-            assert_eq!(decide(s, &input_for(&user))["implementation"], expected, "{user}");
+            assert_eq!(
+                decide(s, &input_for(&user))["implementation"],
+                expected,
+                "{user}"
+            );
         }
-        if expected == "wasm" { wasm += 1 } else { native += 1 }
+        if expected == "wasm" {
+            wasm += 1
+        } else {
+            native += 1
+        }
     }
     assert!(wasm > 20 && native > 60, "{wasm} wasm, {native} native");
 
@@ -189,14 +220,19 @@ fn rollout_changes_reach_every_instance_within_a_second_and_users_agree() {
     );
     assert_eq!(code, 200);
     for s in &servers {
-        wait_for("the rollback on every instance", Duration::from_secs(1), || {
-            percentage(s, "wasm_engine") == 0
-        });
+        wait_for(
+            "the rollback on every instance",
+            Duration::from_secs(1),
+            || percentage(s, "wasm_engine") == 0,
+        );
         assert_eq!(decide(s, &input_for("user-1"))["implementation"], "native");
     }
     let metrics = servers[0].metrics();
     assert!(metrics.contains("cluster_redis_connected 1"), "{metrics}");
-    assert!(metrics.contains("cluster_rollout_updates_total{source=\"pubsub\"}"), "{metrics}");
+    assert!(
+        metrics.contains("cluster_rollout_updates_total{source=\"pubsub\"}"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -226,7 +262,10 @@ fn shared_cache_serves_other_instances_and_never_another_revision() {
     assert_eq!(second["shared_cache_hit"], true, "{second}");
     let third = decide(&b, &input);
     assert_eq!(third["cache_hit"], true);
-    assert_eq!(third["shared_cache_hit"], false, "now in b's local cache: {third}");
+    assert_eq!(
+        third["shared_cache_hit"], false,
+        "now in b's local cache: {third}"
+    );
     // Another revision has its own entries: c evaluates.
     let on_c = decide(&c, &input);
     assert_eq!(on_c["cache_hit"], false, "{on_c}");
@@ -274,7 +313,10 @@ fn redis_outage_degrades_and_resyncs() {
     }
     let per_decision = t.elapsed() / 20;
     redis.signal("-CONT");
-    assert!(per_decision < Duration::from_millis(300), "{per_decision:?} per decision");
+    assert!(
+        per_decision < Duration::from_millis(300),
+        "{per_decision:?} per decision"
+    );
     assert!(b.metrics().contains("operation=\"get\",result=\"timeout\""));
 
     // Redis gone: decisions keep flowing with the last known state; health says degraded;
@@ -291,7 +333,11 @@ fn redis_outage_degrades_and_resyncs() {
     assert!(h["cluster"]["last_error"].is_string(), "{h}");
     for i in 0..50 {
         let user = format!("outage-{i}");
-        let expected = if sark::flags::bucket("wasm_engine", &user) < 40 { "wasm" } else { "native" };
+        let expected = if sark::flags::bucket("wasm_engine", &user) < 40 {
+            "wasm"
+        } else {
+            "native"
+        };
         assert_eq!(decide(&a, &input_for(&user))["implementation"], expected);
     }
     let (code, body) = set_percentage(&b, "wasm_engine", 90);
@@ -308,11 +354,15 @@ fn redis_outage_degrades_and_resyncs() {
         });
     }
     assert_eq!(
-        redis.cli(&["hget", "outage:rollout:wasm_engine", "rollout_percentage"]).trim(),
+        redis
+            .cli(&["hget", "outage:rollout:wasm_engine", "rollout_percentage"])
+            .trim(),
         "40"
     );
     assert_eq!(set_percentage(&b, "wasm_engine", 90).0, 200);
-    wait_for("the change on a after the outage", Duration::from_secs(1), || {
-        percentage(&a, "wasm_engine") == 90
-    });
+    wait_for(
+        "the change on a after the outage",
+        Duration::from_secs(1),
+        || percentage(&a, "wasm_engine") == 90,
+    );
 }

@@ -548,7 +548,11 @@ fn cmd_serve(
                     "cluster: rollout state in redis {} (prefix `{}`), shared decision cache {}",
                     cluster.status().redis,
                     c.key_prefix,
-                    if config.features.decision_cache.shared { "on" } else { "off" }
+                    if config.features.decision_cache.shared {
+                        "on"
+                    } else {
+                        "off"
+                    }
                 );
                 Some(cluster)
             }

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod server;
+#[allow(unused_imports)]
 pub use server::*;
 
 /// The workspace root.

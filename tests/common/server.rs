@@ -21,7 +21,12 @@ impl Drop for Server {
 }
 
 impl Server {
-    pub fn start(bundle: &Path, config: Option<&Path>, extra: &[&str], token: Option<&str>) -> Server {
+    pub fn start(
+        bundle: &Path,
+        config: Option<&Path>,
+        extra: &[&str],
+        token: Option<&str>,
+    ) -> Server {
         let mut cmd = sark();
         cmd.args([
             "serve",
@@ -121,4 +126,3 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     std::fs::write(&p, yaml).unwrap();
     p
 }
-

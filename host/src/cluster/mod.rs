@@ -226,7 +226,10 @@ impl Cluster {
     /// Reads one feature from Redis and applies it.
     async fn fetch(&self, name: &str) -> Result<(), ClusterError> {
         let Some(local) = self.flags.get(name) else {
-            tracing::warn!(feature = name, "cluster announced an unknown feature; ignored");
+            tracing::warn!(
+                feature = name,
+                "cluster announced an unknown feature; ignored"
+            );
             return Ok(());
         };
         let mut pipe = redis::pipe();
@@ -290,7 +293,9 @@ impl Cluster {
                     .updates_applied += 1;
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(feature = name, error = %e, "cluster rollout state not applied"),
+            Err(e) => {
+                tracing::warn!(feature = name, error = %e, "cluster rollout state not applied")
+            }
         }
     }
 
