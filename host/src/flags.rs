@@ -328,6 +328,38 @@ mod tests {
     }
 
     #[test]
+    fn planned_states_apply_only_when_asked() {
+        let flags = RolloutFlags::new(&Config::default(), None).unwrap();
+        let planned = flags.plan_percentage(WASM_ENGINE, 7).unwrap();
+        assert_eq!(planned.rollout_percentage, 7);
+        assert_eq!(flags.get(WASM_ENGINE).unwrap().rollout_percentage, 100);
+        assert!(flags.apply(WASM_ENGINE, planned.clone()).unwrap());
+        assert!(!flags.apply(WASM_ENGINE, planned).unwrap(), "no change");
+        assert_eq!(flags.get(WASM_ENGINE).unwrap().rollout_percentage, 7);
+        let all = flags.plan_rollback_all();
+        assert!(all.values().all(|f| f.rollout_percentage == 0));
+        assert_eq!(flags.get(DECISION_CACHE).unwrap().rollout_percentage, 100);
+        let bad = Feature {
+            enabled: true,
+            rollout_percentage: 101,
+            fallback_on_error: false,
+        };
+        assert!(matches!(
+            flags.apply(WASM_ENGINE, bad.clone()),
+            Err(FlagError::Percentage(101))
+        ));
+        let fine = Feature {
+            rollout_percentage: 5,
+            ..bad
+        };
+        assert!(matches!(
+            flags.apply("nope", fine),
+            Err(FlagError::Unknown(..))
+        ));
+        assert_eq!(flags.get(WASM_ENGINE).unwrap().rollout_percentage, 7);
+    }
+
+    #[test]
     fn state_survives_a_restart() {
         let dir = std::env::temp_dir().join(format!("sark-flags-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
