@@ -53,17 +53,31 @@ impl PolicySet {
     /// Parses and compiles a payload. Fails with a located `Compile` error on a bad module
     /// and `UnknownEntrypoint` when a declared entrypoint names nothing in the bundle.
     pub fn load(payload: Payload) -> Result<Self, PolicyError> {
-        Self::load_with(payload, false)
+        Self::load_with(payload, false, None)
+    }
+
+    /// Like [`PolicySet::load`], with Regorus's execution timer set to `limit` from the start:
+    /// loading evaluates every entrypoint once, so without a limit a slow policy would stall
+    /// the load itself (a server's reload), not just its decisions.
+    pub fn load_with_time_limit(
+        payload: Payload,
+        limit: std::time::Duration,
+    ) -> Result<Self, PolicyError> {
+        Self::load_with(payload, false, Some(limit))
     }
 
     /// Like [`PolicySet::load`], and also compiles every entrypoint to a Regorus VM (RVM)
     /// program, which evaluates faster than the interpreter. Entrypoints the RVM compiler
     /// cannot handle stay on the interpreter.
     pub fn load_compiled(payload: Payload) -> Result<Self, PolicyError> {
-        Self::load_with(payload, true)
+        Self::load_with(payload, true, None)
     }
 
-    fn load_with(payload: Payload, compile: bool) -> Result<Self, PolicyError> {
+    fn load_with(
+        payload: Payload,
+        compile: bool,
+        time_limit: Option<std::time::Duration>,
+    ) -> Result<Self, PolicyError> {
         if payload.format != PAYLOAD_FORMAT {
             return Err(PolicyError::Bundle(format!(
                 "payload format {} is not supported (expected {PAYLOAD_FORMAT})",
@@ -139,6 +153,9 @@ impl PolicySet {
             data: data_value.clone(),
             modules: payload.modules,
         };
+        if let Some(limit) = time_limit {
+            set.set_time_limit(limit);
+        }
         // Validate every entrypoint and warm the engine's caches with an empty input.
         for ep in set.info.entrypoints.clone() {
             match set.evaluate(&ep, "") {

@@ -32,8 +32,10 @@ pub enum NativeLoadError {
 impl NativePolicy {
     /// Loads the bundle's payload into a native Regorus engine.
     pub fn load(bundle: &Bundle, limits: Limits, max_idle: usize) -> Result<Self, NativeLoadError> {
-        let mut set = PolicySet::load(bundle.payload()?)?;
-        set.set_time_limit(std::time::Duration::from_millis(limits.native_timeout_ms));
+        let set = PolicySet::load_with_time_limit(
+            bundle.payload()?,
+            std::time::Duration::from_millis(limits.native_timeout_ms),
+        )?;
         let info = set.info().clone();
         Ok(NativePolicy {
             template: Mutex::new(set),
