@@ -14,18 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-/// Checks one path of the active bundle: an evaluation that the component (or native
-/// engine) completes, whatever the policy answers, is healthy.
+/// Checks one path of the active bundle: the evaluator answers a trivial query. Deliberately
+/// not a policy entrypoint: an unauthenticated health probe must not cost a policy's worth
+/// of CPU, and a slow entrypoint is a policy problem, not an unhealthy process.
 fn path_health(state: &AppState, path: PathKind) -> Result<(), String> {
     let active = state.service.active();
-    let entrypoint = active
-        .bundle
-        .manifest()
-        .entrypoints
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "data".into());
-    match active.evaluator(path).evaluate(&entrypoint, "{}") {
+    match active.evaluator(path).query("true", "{}") {
         Err(e) if e.is_component_failure() => Err(e.to_string()),
         _ => Ok(()),
     }
