@@ -98,6 +98,15 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()>
         .service
         .cache()
         .spawn_sweeper(std::time::Duration::from_secs(1));
+    // Hostile or heavy decisions on the native path allocate and free a lot between reloads;
+    // hand the free pages back every 10 s so resident memory tracks what is in use.
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let _ = tokio::task::spawn_blocking(reload::release_free_memory).await;
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

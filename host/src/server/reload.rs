@@ -90,7 +90,7 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
 /// Returns free heap memory to the system. glibc keeps what a reload freed (the previous
 /// bundle's engines, the bundle file it read) in per-thread arenas, so without this a
 /// server's resident memory grew with every reload.
-fn release_free_memory() {
+pub(super) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         unsafe extern "C" {
