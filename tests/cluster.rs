@@ -136,6 +136,15 @@ fn health(s: &Server) -> Value {
     s.get("/health").1
 }
 
+/// Waits until every server reports `ok`: connected to Redis and subscribed.
+fn wait_connected<'a>(servers: impl IntoIterator<Item = &'a Server>) {
+    for s in servers {
+        wait_for("a connected instance", Duration::from_secs(10), || {
+            health(s)["status"] == "ok"
+        });
+    }
+}
+
 /// Decides `input` and returns the `metrics` object of the answer (implementation, cache).
 fn decide(s: &Server, input: &Value) -> Value {
     let (code, body) = s.post(
@@ -158,11 +167,7 @@ fn rollout_changes_reach_every_instance_within_a_second_and_users_agree() {
     let dir = scratch("cluster-rollout");
     let config = cluster_config(&dir, &redis, "rollout", false);
     let servers: Vec<Server> = (0..3).map(|_| start(example_bundle(), &config)).collect();
-    for s in &servers {
-        wait_for("instance connected", Duration::from_secs(10), || {
-            health(s)["status"] == "ok"
-        });
-    }
+    wait_connected(&servers);
 
     // A change on one instance reaches the others within 1 s.
     let mut propagation = vec![];
@@ -245,11 +250,7 @@ fn shared_cache_serves_other_instances_and_never_another_revision() {
     let a = start(example_bundle(), &config);
     let b = start(example_bundle(), &config);
     let c = start(&other, &config);
-    for s in [&a, &b, &c] {
-        wait_for("instance connected", Duration::from_secs(10), || {
-            health(s)["status"] == "ok"
-        });
-    }
+    wait_connected([&a, &b, &c]);
 
     let input = input_for("shared-user");
     let first = decide(&a, &input);
@@ -295,11 +296,7 @@ fn redis_outage_degrades_and_resyncs() {
     let config = cluster_config(&dir, &redis, "outage", true);
     let a = start(example_bundle(), &config);
     let b = start(example_bundle(), &config);
-    for s in [&a, &b] {
-        wait_for("instance connected", Duration::from_secs(10), || {
-            health(s)["status"] == "ok"
-        });
-    }
+    wait_connected([&a, &b]);
     assert_eq!(set_percentage(&a, "wasm_engine", 40).0, 200);
     wait_for("the change on b", Duration::from_secs(1), || {
         percentage(&b, "wasm_engine") == 40
@@ -348,11 +345,7 @@ fn redis_outage_degrades_and_resyncs() {
     // Redis back (empty): the instances reconnect, write back their state, and follow
     // changes again.
     redis.restart();
-    for s in [&a, &b] {
-        wait_for("reconnection", Duration::from_secs(10), || {
-            health(s)["status"] == "ok"
-        });
-    }
+    wait_connected([&a, &b]);
     assert_eq!(
         redis
             .cli(&["hget", "outage:rollout:wasm_engine", "rollout_percentage"])

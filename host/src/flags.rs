@@ -152,7 +152,13 @@ impl RolloutFlags {
         if percentage > 100 {
             return Err(FlagError::Percentage(percentage));
         }
-        let mut next = self.get(feature).ok_or_else(|| self.unknown(feature))?;
+        let mut next = {
+            let features = self.features.read().unwrap_or_else(|p| p.into_inner());
+            features
+                .get(feature)
+                .cloned()
+                .ok_or_else(|| unknown(&features, feature))?
+        };
         next.rollout_percentage = percentage as u8;
         if percentage > 0 {
             next.enabled = true;
@@ -182,14 +188,6 @@ impl RolloutFlags {
         next
     }
 
-    /// Rolls every feature back to 0%.
-    pub fn rollback_all(&self) -> Result<(), FlagError> {
-        for (name, feature) in self.plan_rollback_all() {
-            self.apply(&name, feature)?;
-        }
-        Ok(())
-    }
-
     /// Replaces the state of a known feature (persisted first). Returns whether it changed.
     /// A percentage over 100 is refused, wherever the state came from.
     pub fn apply(&self, feature: &str, state: Feature) -> Result<bool, FlagError> {
@@ -198,8 +196,7 @@ impl RolloutFlags {
         }
         let mut features = self.features.write().unwrap_or_else(|p| p.into_inner());
         let Some(current) = features.get(feature) else {
-            let known = features.keys().cloned().collect::<Vec<_>>().join(", ");
-            return Err(FlagError::Unknown(feature.to_string(), known));
+            return Err(unknown(&features, feature));
         };
         if *current == state {
             return Ok(false);
@@ -209,18 +206,6 @@ impl RolloutFlags {
         self.persist(&next)?;
         *features = next;
         Ok(true)
-    }
-
-    fn unknown(&self, feature: &str) -> FlagError {
-        let known = self
-            .features
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        FlagError::Unknown(feature.to_string(), known)
     }
 
     /// Writes the state atomically: a temporary file, fsync, rename.
@@ -243,6 +228,12 @@ impl RolloutFlags {
         std::fs::rename(&tmp, path).map_err(err)?;
         Ok(())
     }
+}
+
+/// The error for a feature that is not in `features`, naming the known ones.
+fn unknown(features: &BTreeMap<String, Feature>, feature: &str) -> FlagError {
+    let known = features.keys().cloned().collect::<Vec<_>>().join(", ");
+    FlagError::Unknown(feature.to_string(), known)
 }
 
 fn load_state(path: &Path) -> Result<BTreeMap<String, Feature>, FlagError> {

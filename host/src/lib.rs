@@ -11,6 +11,7 @@
 //! - [`server`]: `sark serve`, the HTTP decision point.
 //! - [`cli`]: the `sark` command line.
 
+pub mod allocator;
 pub mod bench;
 pub mod bundle;
 pub mod cache;

@@ -16,7 +16,7 @@ pub struct HostState {
     pub(crate) max_memory_bytes: usize,
     /// Set when the guest tried to grow past the cap.
     pub(crate) memory_cap_hit: bool,
-    /// Current size of the instance's linear memory in bytes, as last grown.
+    /// Linear memory of the instance in bytes, all its memories together.
     pub(crate) memory_bytes: usize,
 }
 
@@ -57,7 +57,6 @@ impl ResourceLimiter for HostState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.memory_bytes = self.memory_bytes.max(current);
         if desired > self.max_memory_bytes {
             self.memory_cap_hit = true;
             wasmtime::bail!(
@@ -65,7 +64,7 @@ impl ResourceLimiter for HostState {
                 self.max_memory_bytes
             );
         }
-        self.memory_bytes = desired;
+        self.memory_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 

@@ -104,7 +104,7 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()>
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
         loop {
             tick.tick().await;
-            let _ = tokio::task::spawn_blocking(reload::release_free_memory).await;
+            let _ = tokio::task::spawn_blocking(crate::allocator::release_free_memory).await;
         }
     });
     axum::serve(listener, router(state))

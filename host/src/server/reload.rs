@@ -68,7 +68,7 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
             // in-flight decision ends; then the allocator's free memory goes back.
             tokio::task::spawn_blocking(move || {
                 drop(old);
-                release_free_memory();
+                crate::allocator::release_free_memory();
             });
             state.service.metrics().reload("success");
             status.successes += 1;
@@ -78,28 +78,11 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
             Ok(revision)
         }
         Err(e) => {
-            tokio::task::spawn_blocking(release_free_memory);
+            tokio::task::spawn_blocking(crate::allocator::release_free_memory);
             state.service.metrics().reload("failure");
             status.last_error = Some(e.clone());
             tracing::error!(reason, error = %e, "bundle reload refused; the previous bundle stays active");
             Err(e)
-        }
-    }
-}
-
-/// Returns free heap memory to the system. glibc keeps what a reload freed (the previous
-/// bundle's engines, the bundle file it read) in per-thread arenas, so without this a
-/// server's resident memory grew with every reload.
-pub(super) fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: malloc_trim only releases free memory of glibc's allocator; it has no
-        // preconditions and is thread-safe.
-        unsafe {
-            malloc_trim(0);
         }
     }
 }
