@@ -126,6 +126,52 @@ fn deadline_and_memory_cap_are_typed_and_the_instance_is_replaced() {
 }
 
 #[test]
+fn instances_that_grew_large_are_not_pooled() {
+    let bundle = bundle_of(&fixture("grow"), &["grow/size"]);
+    let limits = Limits {
+        eval_timeout_ms: 10_000,
+        ..Limits::default()
+    };
+    let (policy, _rt) = wasm(&bundle, limits);
+    assert_eq!(
+        policy.idle_instances(),
+        1,
+        "the instance that loaded the bundle"
+    );
+    // A small evaluation returns its instance to the pool.
+    assert_eq!(
+        policy
+            .evaluate("grow/size", r#"{"n": 1000}"#)
+            .unwrap()
+            .as_deref(),
+        Some("1000")
+    );
+    assert_eq!(policy.idle_instances(), 1);
+    // One that grew linear memory by more than 16 MiB succeeds, but its instance is dropped.
+    assert_eq!(
+        policy
+            .evaluate("grow/size", r#"{"n": 400000}"#)
+            .unwrap()
+            .as_deref(),
+        Some("400000")
+    );
+    assert_eq!(
+        policy.idle_instances(),
+        0,
+        "the grown instance was not kept"
+    );
+    // The next evaluation starts from a fresh instance, which is pooled again.
+    assert_eq!(
+        policy
+            .evaluate("grow/size", r#"{"n": 10}"#)
+            .unwrap()
+            .as_deref(),
+        Some("10")
+    );
+    assert_eq!(policy.idle_instances(), 1);
+}
+
+#[test]
 fn policy_errors_are_not_component_failures() {
     let bundle = bundle_of(&fixture("basic"), &[]);
     let (policy, _rt) = wasm(&bundle, Limits::default());
