@@ -120,6 +120,11 @@ impl Cluster {
         &self.config.key_prefix
     }
 
+    /// The Redis client (for blocking connections).
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     /// A clone of the multiplexed command connection.
     pub(crate) fn commands(&self) -> ConnectionManager {
         self.commands.clone()
