@@ -31,8 +31,8 @@ pub struct ClusterConfig {
     /// Prefix of every key and channel, so several clusters can share one Redis. Default
     /// `sark`.
     pub key_prefix: String,
-    /// Longest a decision waits on Redis (shared-cache lookup), in ms; past it the decision
-    /// goes on as a miss. Also bounds each rollout write and each connection attempt.
+    /// Longest a shared-cache lookup waits on each socket operation (connect when no pooled
+    /// connection is idle, write, read), in ms; past it the decision goes on as a miss.
     /// Default 20.
     pub timeout_ms: u64,
     /// Period of the full resync of rollout state from Redis, in ms: a safety net behind
