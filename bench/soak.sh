@@ -50,6 +50,7 @@ for pct in 0 100; do
   SOAK_DATA="$WORK/soak_data.lua" wrk -t2 -c16 -d${WARMUP_SECONDS:-15}s -s bench/soak.lua "$URL" >/dev/null
 done
 RSS_START=$(rss)
+BREAKDOWN_START=$(python3 bench/rss_breakdown.py "$PID")
 
 admin() { curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer soak-token' \
   -H 'Content-Type: application/json' -d "$2" "$URL$1"; }
@@ -60,6 +61,7 @@ admin() { curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bear
     pct=$(( (i * 37) % 101 ))
     echo "rollout wasm_engine=$pct: $(admin /admin/rollout/update "{\"feature\":\"wasm_engine\",\"percentage\":$pct}")"
     echo "rss $((i * 10))s: $(rss) KiB"
+    echo "breakdown $((i * 10))s: $(python3 bench/rss_breakdown.py "$PID")"
     if (( i % 3 == 0 )); then
       if (( (i / 3) % 2 == 1 )); then cp "$WORK/broken.wasm" "$WORK/live.wasm.tmp"; echo "bundle: broken"
       else cp "$WORK/good.wasm" "$WORK/live.wasm.tmp"; echo "bundle: good"; fi
@@ -77,8 +79,22 @@ SOAK_DATA="$WORK/soak_data.lua" wrk -t2 -c16 -d"${SECONDS_TOTAL}s" --latency -s 
 wait "$CHECKER" || true
 cat "$WORK/check.out"
 RSS_END=$(rss)
+BREAKDOWN_END=$(python3 bench/rss_breakdown.py "$PID")
 echo "faults: $(grep -c rollout "$WORK/faults.log") rollout changes ($(grep -c ': 200' "$WORK/faults.log") accepted), $(grep -c 'bundle:' "$WORK/faults.log") bundle flips"
 echo "reloads: $(curl -s "$URL/metrics" | grep '^bundle_reloads_total' | tr '\n' ' ')"
 echo "resident memory every 60 s: $(grep '^rss' "$WORK/faults.log" | awk 'NR % 6 == 0 {print $3}' | tr '\n' ' ')KiB"
 echo "resident memory: start ${RSS_START} KiB, end ${RSS_END} KiB ($(( (RSS_END - RSS_START) * 100 / RSS_START ))%)"
+# Single samples swing with what is in flight (a hostile evaluation's linear memory, code
+# pages touched again after a reload); the medians of the first and last minute do not.
+grep '^rss' "$WORK/faults.log" | awk '{print $3}' | python3 -c '
+import statistics, sys
+v = [int(x) for x in sys.stdin]
+if len(v) >= 12:
+    a, b = statistics.median(v[:6]), statistics.median(v[-6:])
+    print(f"resident memory, median of the first and last minute: {a:.0f} KiB, {b:.0f} KiB "
+          f"({(b - a) * 100 / a:+.0f}%); min {min(v)}, max {max(v)} KiB")'
+echo "resident memory by holder (KiB, bench/rss_breakdown.py):"
+echo "  start: $BREAKDOWN_START"
+echo "  end:   $BREAKDOWN_END"
+[ -n "${SOAK_LOG:-}" ] && cp "$WORK/faults.log" "$SOAK_LOG"
 kill -0 "$PID" && echo "server still running"

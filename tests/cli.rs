@@ -223,6 +223,22 @@ fn truncated_and_tampered_bundles_are_refused() {
 }
 
 #[test]
+fn a_missing_bundle_is_named_once() {
+    let dir = scratch("missing");
+    let bundle = dir.join("absent.wasm");
+    let err = fails(&["inspect", bundle.to_str().unwrap()]);
+    assert!(
+        err.contains("cannot read bundle") && err.contains("absent.wasm"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("os error 2").count(),
+        1,
+        "cause repeated: {err}"
+    );
+}
+
+#[test]
 fn builds_are_reproducible() {
     let dir = scratch("repro");
     let a = dir.join("a.wasm");
@@ -536,15 +552,29 @@ fn config_errors_name_the_key() {
     let dir = scratch("config");
     let config = dir.join("sark.yaml");
     std::fs::write(&config, "limits: { eval_timeout: 5 }\n").unwrap();
-    let err = fails(&[
-        "eval",
-        example_bundle().to_str().unwrap(),
-        "-e",
-        "mcp/gateway/allow",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let eval_with = |config: &std::path::Path| {
+        fails(&[
+            "eval",
+            example_bundle().to_str().unwrap(),
+            "-e",
+            "mcp/gateway/allow",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+    };
+    let err = eval_with(&config);
     assert!(err.contains("eval_timeout"), "{err}");
+
+    let err = eval_with(&dir.join("absent.yaml"));
+    assert!(
+        err.contains("cannot read config") && err.contains("absent.yaml"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("os error 2").count(),
+        1,
+        "cause repeated: {err}"
+    );
 }
 
 #[test]

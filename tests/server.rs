@@ -463,17 +463,59 @@ fn decision_log_masks_nested_fields() {
 
 #[cfg(unix)]
 #[test]
-fn sigterm_shuts_down_gracefully() {
-    let mut s = Server::start(example_bundle(), None, &[], None);
-    assert_eq!(s.get("/health/live").0, 200);
+fn sighup_reloads_the_bundle() {
+    let dir = scratch("server-sighup");
+    let live = dir.join("live.wasm");
+    let two = dir.join("two.wasm");
+    build(&root().join("policies"), &live, &["--revision", "one"]);
+    build(&root().join("policies"), &two, &["--revision", "two"]);
+    // No file watcher: only the signal can reload.
+    let config = write_config(&dir, "server: { reload_poll_ms: 0 }\n");
+    let mut s = Server::start(&live, Some(&config), &[], None);
+    std::fs::copy(&two, &live).unwrap();
+    // Soon after the address is announced. `serve` installs the handler before announcing
+    // it (the default action of SIGHUP terminates the process); this test checks that the
+    // signal reloads, it cannot force the narrow race the ordering closes.
+    signal(&s, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            s.child.try_wait().unwrap().is_none(),
+            "SIGHUP killed the server"
+        );
+        let (_, health) = s.get("/health");
+        if health["bundle"]["revision"] == "two" {
+            assert_eq!(health["reload"]["attempts"], 1, "{health}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, body) = s.post(
+        "/v1/data/mcp/gateway/allow?provenance",
+        &json!({"input": sample("developer-create-issue.json")}).to_string(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["provenance"]["revision"], "two");
+}
+
+/// Sends a signal (`-HUP`, `-TERM`) to the server process.
+fn signal(s: &Server, sig: &str) {
     let pid = s.child.id().to_string();
     assert!(
         std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([sig, &pid])
             .status()
             .unwrap()
             .success()
     );
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut s = Server::start(example_bundle(), None, &[], None);
+    assert_eq!(s.get("/health/live").0, 200);
+    signal(&s, "-TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = s.child.try_wait().unwrap() {

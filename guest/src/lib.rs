@@ -11,6 +11,7 @@ mod policy;
 mod recursion;
 mod source_limits;
 mod tests_runner;
+mod tokens;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

@@ -8,8 +8,8 @@
 //! count.
 
 use crate::error::{Location, PolicyError};
-use regorus::Source;
-use regorus::unstable::{Lexer, Token, TokenKind};
+use crate::tokens::{dotted, is_symbol as sym, lex};
+use regorus::unstable::TokenKind;
 use std::collections::{BTreeMap, BTreeSet};
 
 struct Function {
@@ -17,35 +17,8 @@ struct Function {
     calls: BTreeSet<String>,
 }
 
-fn sym(t: &Token, s: &str) -> bool {
-    t.0 == TokenKind::Symbol && t.1.text() == s
-}
-
-/// A dotted name starting at `i`: its text and the index of its last token.
-fn dotted(tokens: &[Token], i: usize) -> (String, usize) {
-    let mut name = tokens[i].1.text().to_string();
-    let mut j = i;
-    while j + 2 < tokens.len() && sym(&tokens[j + 1], ".") && tokens[j + 2].0 == TokenKind::Ident {
-        name.push('.');
-        name.push_str(tokens[j + 2].1.text());
-        j += 2;
-    }
-    (name, j)
-}
-
 fn functions_of(path: &str, source: &str, out: &mut BTreeMap<String, Function>) {
-    let Ok(src) = Source::from_contents(path.to_string(), source.to_string()) else {
-        return;
-    };
-    let mut lexer = Lexer::new(&src);
-    lexer.set_max_col(core::num::NonZeroU32::new(u32::MAX).expect("non-zero"));
-    let mut tokens = Vec::new();
-    while let Ok(t) = lexer.next_token() {
-        if t.0 == TokenKind::Eof {
-            break;
-        }
-        tokens.push(t);
-    }
+    let tokens = lex(path, source).tokens;
     let mut package = String::new();
     let mut current: Option<String> = None;
     let qualify = |package: &str, name: &str| {

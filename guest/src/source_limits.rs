@@ -8,8 +8,8 @@
 //! deeper than [`MAX_NESTING`] is refused with its location before it is parsed.
 
 use crate::error::{Location, PolicyError};
-use regorus::Source;
-use regorus::unstable::{Lexer, TokenKind};
+use crate::tokens::lex;
+use regorus::unstable::TokenKind;
 
 /// Deepest bracket nesting accepted in a module.
 pub const MAX_NESTING: usize = 20;
@@ -17,15 +17,10 @@ pub const MAX_NESTING: usize = 20;
 /// Fails with a located `Compile` error when `source` nests brackets deeper than
 /// [`MAX_NESTING`]. Sources that do not lex are left to the parser's own error.
 pub(crate) fn check(path: &str, source: &str) -> Result<(), PolicyError> {
-    let Ok(src) = Source::from_contents(path.to_string(), source.to_string()) else {
-        return Ok(());
-    };
-    let mut lexer = Lexer::new(&src);
-    lexer.set_max_col(core::num::NonZeroU32::new(u32::MAX).expect("non-zero"));
     let mut depth = 0usize;
-    while let Ok(t) = lexer.next_token() {
+    // Up to the first lexing error: the parser reads that far before it reports it.
+    for t in lex(path, source).tokens {
         match (t.0, t.1.text()) {
-            (TokenKind::Eof, _) => break,
             (TokenKind::Symbol, "[" | "{" | "(") => {
                 depth += 1;
                 if depth > MAX_NESTING {

@@ -2,7 +2,7 @@
 //! chosen implementation, fallback, metrics. The CLI, the server, the benchmarks and the
 //! tests all call it.
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, BundleManifest};
 use crate::cache::{CacheKey, DecisionCache, SharedCache, SharedKey};
 use crate::config::{CanaryMode, Config};
 use crate::evaluator::{EvalError, Evaluator, PathKind};
@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 /// A bundle loaded on both paths.
 pub struct LoadedBundle {
-    /// The verified bundle file.
-    pub bundle: Bundle,
+    /// The verified bundle's manifest. The file's bytes are not kept: once both paths
+    /// are loaded they are dead weight (about 10 MB for the example policies).
+    pub manifest: BundleManifest,
     /// The component path.
     pub wasm: WasmPolicy,
     /// The native path.
@@ -40,10 +41,10 @@ impl LoadedBundle {
             .load(&bundle, pool_size)
             .map_err(|e| anyhow::anyhow!("cannot load the bundle component: {e:#}"))?;
         let native = NativePolicy::load(&bundle, config.limits, pool_size)?;
-        let m = bundle.manifest();
-        let id = format!("{}@{}", m.revision, m.content_hash).into();
+        let manifest = bundle.manifest().clone();
+        let id = format!("{}@{}", manifest.revision, manifest.content_hash).into();
         Ok(LoadedBundle {
-            bundle,
+            manifest,
             wasm,
             native,
             id,

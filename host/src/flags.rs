@@ -40,12 +40,12 @@ pub enum FlagError {
     #[error("rollout percentage must be between 0 and 100, got {0}")]
     Percentage(u32),
     /// The state file could not be written; the change was not applied.
-    #[error("cannot persist rollout state to {path}: {source}")]
+    #[error("cannot persist rollout state to {path}: {error}")]
     Persist {
         /// The state file.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not also a `source()`).
+        error: std::io::Error,
     },
     /// The state file exists but cannot be used.
     #[error("cannot load rollout state from {path}: {message}")]
@@ -213,9 +213,9 @@ impl RolloutFlags {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
-        let err = |source| FlagError::Persist {
+        let err = |error| FlagError::Persist {
             path: path.display().to_string(),
-            source,
+            error,
         };
         let json = serde_json::to_vec_pretty(features).map_err(|e| err(e.into()))?;
         let tmp = path.with_extension("tmp");

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    sark::allocator::cap_arenas();
+    sark::allocator::tune();
     sark::cli::init_tracing();
     match sark::cli::run() {
         Ok(code) => code,

@@ -6,18 +6,14 @@
 //! module is compiled, such calls are rewritten with Regorus's own lexer to `out = f(a, b)`.
 //! Strings, comments and line numbers are preserved; nothing else in the source changes.
 
-use regorus::Source;
-use regorus::unstable::{Lexer, Token, TokenKind};
+use crate::tokens::{dotted, is_symbol, lex};
+use regorus::unstable::TokenKind;
 
 /// One rewrite: the byte range of the call and its replacement text.
 struct Edit {
     start: usize,
     end: usize,
     text: String,
-}
-
-fn is_symbol(t: &Token, s: &str) -> bool {
-    t.0 == TokenKind::Symbol && t.1.text() == s
 }
 
 /// `source` with output-argument calls of the builtins `arity` knows rewritten, or `None`
@@ -28,17 +24,11 @@ pub(crate) fn output_arguments(
     source: &str,
     arity: impl Fn(&str) -> Option<u8>,
 ) -> Option<String> {
-    let src = Source::from_contents(path.to_string(), source.to_string()).ok()?;
-    let mut lexer = Lexer::new(&src);
-    lexer.set_max_col(core::num::NonZeroU32::new(u32::MAX).expect("non-zero"));
-    let mut tokens = Vec::new();
-    loop {
-        let t = lexer.next_token().ok()?;
-        if t.0 == TokenKind::Eof {
-            break;
-        }
-        tokens.push(t);
+    let lexed = lex(path, source);
+    if !lexed.complete {
+        return None;
     }
+    let tokens = lexed.tokens;
     let mut edits = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -48,17 +38,7 @@ pub(crate) fn output_arguments(
             i += 1;
             continue;
         }
-        // The dotted name.
-        let mut name = tokens[i].1.text().to_string();
-        let mut j = i;
-        while j + 2 < tokens.len()
-            && is_symbol(&tokens[j + 1], ".")
-            && tokens[j + 2].0 == TokenKind::Ident
-        {
-            name.push('.');
-            name.push_str(tokens[j + 2].1.text());
-            j += 2;
-        }
+        let (name, j) = dotted(&tokens, i);
         let (Some(n), true) = (
             arity(&name),
             j + 1 < tokens.len() && is_symbol(&tokens[j + 1], "("),

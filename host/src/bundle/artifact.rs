@@ -91,9 +91,9 @@ pub struct CustomSection {
 impl Bundle {
     /// Reads and verifies a bundle file.
     pub fn read(path: &Path) -> Result<Self, BundleError> {
-        let bytes = std::fs::read(path).map_err(|source| BundleError::Io {
+        let bytes = std::fs::read(path).map_err(|error| BundleError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::from_bytes(bytes)
     }

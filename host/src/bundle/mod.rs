@@ -28,12 +28,12 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// A source file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         /// The file or directory.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not also a `source()`).
+        error: std::io::Error,
     },
     /// The sources are not a valid policy set (layout, manifest, data).
     #[error("{0}")]
@@ -47,10 +47,10 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
         BuildError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         }
     }
 }
@@ -59,12 +59,12 @@ impl BuildError {
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// The file could not be read.
-    #[error("cannot read bundle {path}: {source}")]
+    #[error("cannot read bundle {path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not also a `source()`).
+        error: std::io::Error,
     },
     /// The bytes are not a complete WebAssembly component.
     #[error("not a valid bundle (truncated or not a WebAssembly component): {0}")]

@@ -30,7 +30,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let wasm = path_health(&state, PathKind::Wasm);
     let native = path_health(&state, PathKind::Native);
     let active = state.service.active();
-    let m = active.bundle.manifest();
+    let m = &active.manifest;
     let reload = state.reloads.status();
     let healthy = wasm.is_ok();
     let cluster = state.cluster.as_ref().map(|c| c.status());
@@ -293,7 +293,7 @@ pub async fn bundle_reload(State(state): State<Arc<AppState>>, headers: HeaderMa
                 "bundle_refused",
                 &format!(
                     "the new bundle was refused; revision {} stays active: {e}",
-                    active.bundle.manifest().revision
+                    active.manifest.revision
                 ),
                 vec![],
             )

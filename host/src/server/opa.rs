@@ -155,7 +155,7 @@ fn data_response(
     }
     if flag(&params.provenance) {
         let active = state.service.active();
-        let m = active.bundle.manifest();
+        let m = &active.manifest;
         let p = json!({
             "version": env!("CARGO_PKG_VERSION"),
             "revision": m.revision,

@@ -61,7 +61,7 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
     status.attempts += 1;
     match loaded {
         Ok(bundle) => {
-            let revision = bundle.bundle.manifest().revision.clone();
+            let revision = bundle.manifest.revision.clone();
             let id = bundle.id.clone();
             let old = state.service.swap_bundle(bundle);
             // The old bundle (pools, engines, compiled code) is freed once its last
@@ -92,13 +92,14 @@ fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Starts the file watcher (polling) and the SIGHUP handler.
-pub fn spawn_watchers(state: Arc<AppState>) {
+/// Starts the file watcher (polling) and the SIGHUP handler. The handler is installed
+/// before this returns, so a SIGHUP sent right after start reloads rather than kills.
+pub fn spawn_watchers(state: Arc<AppState>) -> anyhow::Result<()> {
     let poll = state.config.server.reload_poll_ms;
     if poll > 0 {
         let state = state.clone();
+        let mut last = fingerprint(&state.bundle_path);
         tokio::spawn(async move {
-            let mut last = fingerprint(&state.bundle_path);
             let mut tick = tokio::time::interval(Duration::from_millis(poll));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -112,14 +113,14 @@ pub fn spawn_watchers(state: Arc<AppState>) {
         });
     }
     #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot install the SIGHUP handler");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let _ = reload(&state, "SIGHUP").await;
-        }
-    });
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = reload(&state, "SIGHUP").await;
+            }
+        });
+    }
+    Ok(())
 }
