@@ -43,6 +43,9 @@ kill "$(cat "$WORK/ref.log.pid")"
 URL=$(start_server "$WORK/live.wasm" "$WORK/soak.log")
 PID=$(cat "$WORK/soak.log.pid")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
+# Anonymous resident memory: heap and wasm linear memories, without the file-backed pages of
+# the binary and the compiled code (shared, reclaimable, touched again after each reload).
+rss_anon() { awk '/RssAnon/ {print $2}' "/proc/$PID/status"; }
 # Warm up until the instance pools of both paths are full, then take the starting memory.
 for pct in 0 100; do
   curl -s -o /dev/null -X POST -H 'Authorization: Bearer soak-token' -H 'Content-Type: application/json' \
@@ -50,6 +53,7 @@ for pct in 0 100; do
   SOAK_DATA="$WORK/soak_data.lua" wrk -t2 -c16 -d${WARMUP_SECONDS:-15}s -s bench/soak.lua "$URL" >/dev/null
 done
 RSS_START=$(rss)
+ANON_START=$(rss_anon)
 BREAKDOWN_START=$(python3 bench/rss_breakdown.py "$PID")
 
 admin() { curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer soak-token' \
@@ -79,11 +83,13 @@ SOAK_DATA="$WORK/soak_data.lua" wrk -t2 -c16 -d"${SECONDS_TOTAL}s" --latency -s 
 wait "$CHECKER" || true
 cat "$WORK/check.out"
 RSS_END=$(rss)
+ANON_END=$(rss_anon)
 BREAKDOWN_END=$(python3 bench/rss_breakdown.py "$PID")
 echo "faults: $(grep -c rollout "$WORK/faults.log") rollout changes ($(grep -c ': 200' "$WORK/faults.log") accepted), $(grep -c 'bundle:' "$WORK/faults.log") bundle flips"
 echo "reloads: $(curl -s "$URL/metrics" | grep '^bundle_reloads_total' | tr '\n' ' ')"
 echo "resident memory every 60 s: $(grep '^rss' "$WORK/faults.log" | awk 'NR % 6 == 0 {print $3}' | tr '\n' ' ')KiB"
 echo "resident memory: start ${RSS_START} KiB, end ${RSS_END} KiB ($(( (RSS_END - RSS_START) * 100 / RSS_START ))%)"
+echo "anonymous resident memory: start ${ANON_START} KiB, end ${ANON_END} KiB ($(( (ANON_END - ANON_START) * 100 / ANON_START ))%)"
 # Single samples swing with what is in flight (a hostile evaluation's linear memory, code
 # pages touched again after a reload); the medians of the first and last minute do not.
 grep '^rss' "$WORK/faults.log" | awk '{print $3}' | python3 -c '
