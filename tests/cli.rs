@@ -227,10 +227,12 @@ fn a_missing_bundle_is_named_once() {
     let dir = scratch("missing");
     let bundle = dir.join("absent.wasm");
     let err = fails(&["inspect", bundle.to_str().unwrap()]);
-    assert!(
-        err.contains("cannot read bundle") && err.contains("absent.wasm"),
-        "{err}"
-    );
+    assert_missing_named_once(&err, "cannot read bundle", "absent.wasm");
+}
+
+/// `err` says `what` about `file`, and gives the OS error (not found) exactly once.
+fn assert_missing_named_once(err: &str, what: &str, file: &str) {
+    assert!(err.contains(what) && err.contains(file), "{err}");
     assert_eq!(
         err.matches("os error 2").count(),
         1,
@@ -566,15 +568,7 @@ fn config_errors_name_the_key() {
     assert!(err.contains("eval_timeout"), "{err}");
 
     let err = eval_with(&dir.join("absent.yaml"));
-    assert!(
-        err.contains("cannot read config") && err.contains("absent.yaml"),
-        "{err}"
-    );
-    assert_eq!(
-        err.matches("os error 2").count(),
-        1,
-        "cause repeated: {err}"
-    );
+    assert_missing_named_once(&err, "cannot read config", "absent.yaml");
 }
 
 #[test]

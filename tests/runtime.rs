@@ -138,36 +138,23 @@ fn instances_that_grew_large_are_not_pooled() {
         1,
         "the instance that loaded the bundle"
     );
-    // A small evaluation returns its instance to the pool.
-    assert_eq!(
+    let size = |n: u32| {
         policy
-            .evaluate("grow/size", r#"{"n": 1000}"#)
+            .evaluate("grow/size", &format!(r#"{{"n": {n}}}"#))
             .unwrap()
-            .as_deref(),
-        Some("1000")
-    );
+    };
+    // A small evaluation returns its instance to the pool.
+    assert_eq!(size(1000).as_deref(), Some("1000"));
     assert_eq!(policy.idle_instances(), 1);
     // One that grew linear memory by more than 16 MiB succeeds, but its instance is dropped.
-    assert_eq!(
-        policy
-            .evaluate("grow/size", r#"{"n": 400000}"#)
-            .unwrap()
-            .as_deref(),
-        Some("400000")
-    );
+    assert_eq!(size(400_000).as_deref(), Some("400000"));
     assert_eq!(
         policy.idle_instances(),
         0,
         "the grown instance was not kept"
     );
     // The next evaluation starts from a fresh instance, which is pooled again.
-    assert_eq!(
-        policy
-            .evaluate("grow/size", r#"{"n": 10}"#)
-            .unwrap()
-            .as_deref(),
-        Some("10")
-    );
+    assert_eq!(size(10).as_deref(), Some("10"));
     assert_eq!(policy.idle_instances(), 1);
 }
 

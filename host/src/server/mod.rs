@@ -118,20 +118,29 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Installs the SIGTERM and ctrl-c handlers now; the returned future ends on either.
+/// Installs the SIGTERM and SIGINT (ctrl-c) handlers now; the returned future ends on either.
+#[cfg(unix)]
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM handler: {e}"))?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let install = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| anyhow::anyhow!("cannot install the {name} handler: {e}"))
+    };
+    let mut term = install(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = install(SignalKind::interrupt(), "SIGINT")?;
     Ok(async move {
-        #[cfg(unix)]
-        let term = term.recv();
-        #[cfg(not(unix))]
-        let term = std::future::pending::<Option<()>>();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term => {},
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
+}
+
+/// Ends on ctrl-c (registered when first polled).
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down: finishing in-flight requests");
     })
 }
