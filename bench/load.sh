@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y wrk >/dev/null; }
 
-SARK=target/release/sark
-BUNDLE=target/bundles/mcp.wasm
+SARK=${SARK:-target/release/sark}
+BUNDLE=${BUNDLE:-target/bundles/mcp.wasm}
 DURATION=${DURATION:-10s}
 LOG=$(mktemp)
 $SARK serve --bundle "$BUNDLE" --addr 127.0.0.1:0 >"$LOG" 2>/dev/null &

@@ -19,7 +19,7 @@ trap cleanup EXIT
 
 # The example policies plus the hostile fixture (CPU burner) in one bundle.
 cp -r policies "$WORK/src"
-cp tests/fixtures/hostile/hostile.rego "$WORK/src/hostile.rego"
+cp host/tests/fixtures/hostile/hostile.rego "$WORK/src/hostile.rego"
 $SARK build "$WORK/src" -o "$WORK/good.wasm" -e hostile/spin >/dev/null 2>&1
 head -c 200000 "$WORK/good.wasm" > "$WORK/broken.wasm"   # truncated: refused on reload
 cp "$WORK/good.wasm" "$WORK/live.wasm"

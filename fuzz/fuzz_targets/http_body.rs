@@ -5,7 +5,7 @@
 use axum::body::Body;
 use axum::http::Request;
 use libfuzzer_sys::fuzz_target;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use tower::ServiceExt;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -16,22 +16,6 @@ fn runtime() -> &'static tokio::runtime::Runtime {
             .enable_all()
             .build()
             .expect("runtime")
-    })
-}
-
-fn state() -> &'static Arc<sark::server::AppState> {
-    static STATE: OnceLock<Arc<sark::server::AppState>> = OnceLock::new();
-    STATE.get_or_init(|| {
-        Arc::new(sark::server::AppState {
-            service: sark_fuzz::service().clone(),
-            config: sark::config::Config::default(),
-            admin_token: Some("fuzz".into()),
-            bundle_path: "/nonexistent".into(),
-            verification_key: None,
-            reloads: Default::default(),
-            log: None,
-            cluster: None,
-        })
     })
 }
 
@@ -48,7 +32,7 @@ const ROUTES: &[&str] = &[
 
 fuzz_target!(
     init: {
-        state();
+        sark_fuzz::app_state();
         runtime();
     },
     |data: &[u8]| {
@@ -56,7 +40,7 @@ fuzz_target!(
         return;
     };
     let route = ROUTES[usize::from(selector) % ROUTES.len()];
-    let router = sark::server::router(state().clone());
+    let router = sark::server::router(sark_fuzz::app_state().clone());
     let req = Request::post(route)
         .header("content-type", "application/json")
         .body(Body::from(body.to_vec()))

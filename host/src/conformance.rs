@@ -2,18 +2,16 @@
 //! path), with a skip list and per-folder counts.
 //!
 //! Each case loads its own modules and data into a fresh instance of the bare evaluator
-//! component (`loader.load`), then runs the case's query through `evaluator.query`.
+//! component (`loader.load`, see [`BareEvaluator`]), then runs the case's query through
+//! `evaluator.query`; on the native path, into a fresh [`PolicySet`].
 
 use crate::evaluator::{EvalError, PathKind};
-use crate::runtime::core_bindings::EvaluatorCore;
-use crate::runtime::{CodeCache, HostState, policy_error_from_wit};
+use crate::runtime::{BareEvaluator, WasmRuntime};
 use sark_guest::{ModuleSource, PAYLOAD_FORMAT, Payload, PolicyError, PolicySet};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use wasmtime::component::{InstancePre, Linker};
-use wasmtime::{Engine, Store};
 
 /// Deadline of one case on the wasm path: generous, some cases are heavy.
 const CASE_TIMEOUT_TICKS: u64 = 10_000;
@@ -115,34 +113,15 @@ pub fn load_skips(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
 /// Runs cases on one path.
 pub struct Runner {
     path: PathKind,
-    wasm: Option<(Engine, InstancePre<HostState>)>,
+    wasm: Option<BareEvaluator>,
 }
 
 impl Runner {
-    /// Prepares the path (compiles the bare evaluator component for `wasm`).
-    pub fn new(path: PathKind, engine: &Engine, cache: Option<&CodeCache>) -> anyhow::Result<Self> {
+    /// Prepares the path (compiles the bare evaluator component on `runtime` for `wasm`).
+    pub fn new(path: PathKind, runtime: &WasmRuntime) -> anyhow::Result<Self> {
         let wasm = match path {
             PathKind::Native => None,
-            PathKind::Wasm => {
-                let bytes = crate::EVALUATOR_COMPONENT;
-                let digest = crate::bundle::sha256_hex(bytes);
-                let component = match cache {
-                    Some(c) => {
-                        c.load_or_compile(engine, bytes, &digest)
-                            .map_err(|e| anyhow::anyhow!("{e:#}"))?
-                            .0
-                    }
-                    None => wasmtime::component::Component::new(engine, bytes)
-                        .map_err(|e| anyhow::anyhow!("{e:#}"))?,
-                };
-                let mut linker = Linker::new(engine);
-                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-                    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-                let pre = linker
-                    .instantiate_pre(&component)
-                    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-                Some((engine.clone(), pre))
-            }
+            PathKind::Wasm => Some(BareEvaluator::new(runtime)?),
         };
         Ok(Runner { path, wasm })
     }
@@ -182,23 +161,10 @@ impl Runner {
                     .map_err(|_| EvalError::Trap("the native evaluator panicked".into()))?
                     .map_err(EvalError::Policy)
             }
-            Some((engine, pre)) => {
-                let mut store = Store::new(engine, HostState::new(CASE_MEMORY_BYTES));
-                store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-                store.set_epoch_deadline(CASE_TIMEOUT_TICKS);
-                let trap = |e: wasmtime::Error| EvalError::Trap(format!("{}", e.root_cause()));
-                let instance = pre.instantiate(&mut store).map_err(trap)?;
-                let core = EvaluatorCore::new(&mut store, &instance).map_err(trap)?;
+            Some(bare) => {
                 let bytes =
                     serde_json::to_vec(&payload).map_err(|e| EvalError::Trap(e.to_string()))?;
-                core.sark_policy_loader()
-                    .call_load(&mut store, &bytes)
-                    .map_err(trap)?
-                    .map_err(|e| EvalError::Policy(policy_error_from_wit(e)))?;
-                core.sark_policy_evaluator()
-                    .call_query(&mut store, query, input)
-                    .map_err(trap)?
-                    .map_err(|e| EvalError::Policy(policy_error_from_wit(e)))
+                bare.load_and_query(&bytes, query, input, CASE_TIMEOUT_TICKS, CASE_MEMORY_BYTES)
             }
         }
     }

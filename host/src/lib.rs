@@ -1,15 +1,18 @@
 //! The SARK policy runtime: builds Rego policy sets into self-contained WebAssembly
 //! components ("bundles") and evaluates them, in a wasmtime sandbox or natively.
 //!
-//! - [`bundle`]: collecting sources, building and reading bundle artifacts.
-//! - [`runtime`]: the wasmtime side (engine, compiled-code cache, instance pool, limits).
+//! - [`bundle`]: the bundle file format (sources, payload, sections, manifest, signatures).
+//! - [`runtime`]: every use of wasmtime (engines, code cache, instance pool, the build's
+//!   snapshot, the bare evaluator).
 //! - [`native`]: the same evaluator linked into the host (the native path).
 //! - [`evaluator`]: the common interface of both paths.
-//! - [`decide`]: the one decision path (flags, cache, fallback, metrics) over both.
-//! - [`cache`], [`flags`], [`metrics`]: the services `decide()` uses.
+//! - [`decide`]: the one door every decision goes through (lookup → evaluate → record),
+//!   and [`decide::ServiceBuilder`], which assembles it.
+//! - [`cache`], [`flags`], [`metrics`], [`decision_log`], [`cluster`]: what `decide` uses.
+//! - [`idle_pool`]: the bounded pool of reusable instances, engines and connections.
 //! - [`config`]: the YAML configuration and its defaults.
 //! - [`server`]: `sark serve`, the HTTP decision point.
-//! - [`cli`]: the `sark` command line.
+//! - [`cli`]: the `sark` command line, one file per command.
 
 pub mod allocator;
 pub mod bench;
@@ -20,8 +23,10 @@ pub mod cluster;
 pub mod config;
 pub mod conformance;
 pub mod decide;
+pub mod decision_log;
 pub mod evaluator;
 pub mod flags;
+pub mod idle_pool;
 pub mod metrics;
 pub mod native;
 pub mod runtime;

@@ -5,6 +5,7 @@
 use crate::bundle::{Bundle, BundleError};
 use crate::config::Limits;
 use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
+use crate::idle_pool::IdlePool;
 use sark_guest::{BundleInfo, PolicyError, PolicySet, TestOutcome};
 use std::sync::Mutex;
 
@@ -12,8 +13,7 @@ use std::sync::Mutex;
 /// the loaded template) and returns it afterwards; at most `max_idle` are kept.
 pub struct NativePolicy {
     template: Mutex<PolicySet>,
-    idle: Mutex<Vec<PolicySet>>,
-    max_idle: usize,
+    idle: IdlePool<PolicySet>,
     info: BundleInfo,
     limits: Limits,
 }
@@ -39,8 +39,7 @@ impl NativePolicy {
         let info = set.info().clone();
         Ok(NativePolicy {
             template: Mutex::new(set),
-            idle: Mutex::new(Vec::new()),
-            max_idle: max_idle.max(1),
+            idle: IdlePool::new(max_idle),
             info,
             limits,
         })
@@ -50,8 +49,7 @@ impl NativePolicy {
         &self,
         f: impl FnOnce(&mut PolicySet) -> Result<T, PolicyError>,
     ) -> Result<T, EvalError> {
-        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let mut set = match pooled {
+        let mut set = match self.idle.take() {
             Some(s) => s,
             None => self
                 .template
@@ -75,11 +73,7 @@ impl NativePolicy {
                 )));
             }
         };
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.max_idle
-        {
-            idle.push(set);
-        }
+        self.idle.put(set);
         result.map_err(EvalError::Policy)
     }
 }

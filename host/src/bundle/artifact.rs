@@ -15,6 +15,20 @@ pub const PAYLOAD_SECTION: &str = "sark-payload";
 pub const MANIFEST_SECTION: &str = "sark-manifest";
 /// Current manifest format.
 pub const MANIFEST_FORMAT: u32 = 1;
+/// Name of the custom section holding the signature (see [`super::signing`]).
+pub const SIGNATURE_SECTION: &str = "sark-signature";
+
+/// The contents of the `sark-signature` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSignature {
+    /// Always `ed25519`.
+    pub alg: String,
+    /// Identifies the public key: 16 hex digits of its sha-256.
+    pub key_id: String,
+    /// Hex Ed25519 signature.
+    pub signature: String,
+}
 
 /// What a bundle declares about itself; readable without instantiating it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +77,7 @@ pub struct Bundle {
     bytes: Arc<[u8]>,
     manifest: BundleManifest,
     manifest_range: Range<usize>,
-    signature: Option<super::signing::BundleSignature>,
+    signature: Option<BundleSignature>,
     component_end: usize,
     payload: Range<usize>,
 }
@@ -143,7 +157,7 @@ impl Bundle {
         let signature = match sections
             .iter()
             .rev()
-            .find(|s| s.name == super::signing::SIGNATURE_SECTION)
+            .find(|s| s.name == SIGNATURE_SECTION)
         {
             None => None,
             Some(s) if s.start < manifest_section.start => {
@@ -171,20 +185,8 @@ impl Bundle {
     }
 
     /// The bundle's signature, when it has one.
-    pub fn signature(&self) -> Option<&super::signing::BundleSignature> {
+    pub fn signature(&self) -> Option<&BundleSignature> {
         self.signature.as_ref()
-    }
-
-    /// Reads a bundle and, when `key` is given, checks its signature.
-    pub fn read_verified(
-        path: &Path,
-        key: Option<&ed25519_dalek::VerifyingKey>,
-    ) -> Result<Self, BundleError> {
-        let bundle = Self::read(path)?;
-        if let Some(key) = key {
-            super::signing::verify(&bundle, key)?;
-        }
-        Ok(bundle)
     }
 
     /// The bundle's manifest.

@@ -1,4 +1,7 @@
-//! Policy bundles: one self-contained `.wasm` component per policy set.
+//! The bundle file format: one self-contained `.wasm` component per policy set. This folder
+//! knows bytes, not engines: collecting sources, assembling the payload, the custom
+//! sections, the manifest and signatures. The wasmtime steps of a build (the snapshot) live
+//! in [`crate::runtime`].
 //!
 //! A bundle is the evaluator component snapshotted after loading the policies (so it starts
 //! with everything parsed and compiled), followed by two custom sections that any tool can
@@ -10,16 +13,16 @@
 mod annotations;
 mod artifact;
 mod assemble;
-mod builder;
+mod seal;
 pub mod signing;
 pub mod source;
 
 pub use artifact::{
-    Bundle, BundleManifest, CustomSection, MANIFEST_SECTION, PAYLOAD_SECTION,
-    append_custom_section, sha256_hex,
+    Bundle, BundleManifest, BundleSignature, CustomSection, MANIFEST_SECTION, PAYLOAD_SECTION,
+    SIGNATURE_SECTION, append_custom_section, sha256_hex,
 };
-pub use assemble::{BuildOptions, assemble};
-pub use builder::build;
+pub use assemble::{Assembled, BuildOptions, assemble};
+pub use seal::{encode_payload, seal};
 pub use source::SourceSet;
 
 use std::path::Path;

@@ -8,29 +8,16 @@
 //! contents. Keys are PEM: PKCS#8 for the private key, SPKI for the public key.
 
 use super::BundleError;
-use super::artifact::{Bundle, append_custom_section, sha256_hex};
+use super::artifact::{
+    Bundle, BundleSignature, SIGNATURE_SECTION, append_custom_section, sha256_hex,
+};
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Name of the custom section holding the signature.
-pub const SIGNATURE_SECTION: &str = "sark-signature";
 /// Domain separation for the signed message.
 const CONTEXT: &[u8] = b"sark-bundle-signature-v1\0";
-
-/// The contents of the `sark-signature` section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BundleSignature {
-    /// Always `ed25519`.
-    pub alg: String,
-    /// Identifies the public key: 16 hex digits of its sha-256.
-    pub key_id: String,
-    /// Hex Ed25519 signature.
-    pub signature: String,
-}
 
 /// A key file that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +114,20 @@ pub fn generate(path: &Path) -> Result<PathBuf, KeyError> {
     let pub_path = PathBuf::from(pub_path);
     std::fs::write(&pub_path, public.as_bytes()).map_err(io(&pub_path))?;
     Ok(pub_path)
+}
+
+impl Bundle {
+    /// Reads a bundle and, when `key` is given, checks its signature.
+    pub fn read_verified(
+        path: &Path,
+        key: Option<&ed25519_dalek::VerifyingKey>,
+    ) -> Result<Self, BundleError> {
+        let bundle = Bundle::read(path)?;
+        if let Some(key) = key {
+            verify(&bundle, key)?;
+        }
+        Ok(bundle)
+    }
 }
 
 fn message(manifest: &[u8]) -> Vec<u8> {

@@ -9,7 +9,8 @@
 
 use super::{Cluster, WRITE_TIMEOUT};
 use crate::cache::{CachedValue, SharedCache, SharedKey};
-use std::sync::{Arc, Mutex};
+use crate::idle_pool::IdlePool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -24,7 +25,7 @@ const MAX_IDLE_CONNECTIONS: usize = 16;
 pub struct RedisDecisionCache {
     cluster: Arc<Cluster>,
     writes: Arc<Semaphore>,
-    lookups: Mutex<Vec<redis::Connection>>,
+    lookups: IdlePool<redis::Connection>,
 }
 
 impl RedisDecisionCache {
@@ -33,13 +34,13 @@ impl RedisDecisionCache {
         RedisDecisionCache {
             cluster,
             writes: Arc::new(Semaphore::new(MAX_PENDING_WRITES)),
-            lookups: Mutex::new(Vec::new()),
+            lookups: IdlePool::new(MAX_IDLE_CONNECTIONS),
         }
     }
 
     /// An idle lookup connection, or a new one (connecting under `timeout`).
     fn connection(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-        if let Some(conn) = self.lookups.lock().ok().and_then(|mut idle| idle.pop()) {
+        if let Some(conn) = self.lookups.take() {
             return Ok(conn);
         }
         let conn = self.cluster.client().get_connection_with_timeout(timeout)?;
@@ -84,11 +85,8 @@ impl SharedCache for RedisDecisionCache {
                 .pttl(&redis_key)
                 .query::<(Option<String>, i64)>(&mut conn);
             // After an error (a timeout included) the connection's state is unknown: drop it.
-            if answer.is_ok()
-                && let Ok(mut idle) = self.lookups.lock()
-                && idle.len() < MAX_IDLE_CONNECTIONS
-            {
-                idle.push(conn);
+            if answer.is_ok() {
+                self.lookups.put(conn);
             }
             answer
         });

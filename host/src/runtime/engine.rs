@@ -1,4 +1,6 @@
-//! The process-wide wasmtime engine: configuration, epoch ticker, linker, bundle loading.
+//! Every wasmtime engine SARK creates, configured here and nowhere else: the serving engine
+//! (epoch ticker, pooling allocator, bundle loading) and the plain engine `sark build`
+//! snapshots with; and the WASI linker both use.
 
 use super::{CodeCache, HostState, WasmPolicy};
 use crate::bundle::Bundle;
@@ -62,8 +64,7 @@ impl WasmRuntime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .memory_init_cow(true);
         let engine = Engine::new(&config)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        let linker = wasi_linker(&engine)?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.weak();
@@ -93,6 +94,31 @@ impl WasmRuntime {
         &self.engine
     }
 
+    /// The WASI linker of the engine.
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// The compiled-code cache, if any.
+    pub fn code_cache(&self) -> Option<&CodeCache> {
+        self.cache.as_ref()
+    }
+
+    /// Keeps the epoch ticker running for as long as the holder lives.
+    pub(crate) fn ticker(&self) -> Arc<Ticker> {
+        self.ticker.clone()
+    }
+
+    /// Compiles `wasm` (whose hex sha-256 is `digest`) or loads it from the code cache; the
+    /// flag says whether the cache had it.
+    pub(crate) fn compile(
+        &self,
+        wasm: &[u8],
+        digest: &str,
+    ) -> wasmtime::Result<(wasmtime::component::Component, bool)> {
+        compile(&self.engine, self.cache.as_ref(), wasm, digest)
+    }
+
     /// The limits every evaluation runs under.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -102,13 +128,7 @@ impl WasmRuntime {
     /// The returned flag says whether the compiled code came from the cache.
     pub fn load(&self, bundle: &Bundle, pool_size: usize) -> wasmtime::Result<(WasmPolicy, bool)> {
         let digest = &bundle.manifest().component_sha256;
-        let (component, cached) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, bundle.component_bytes(), digest)?,
-            None => (
-                wasmtime::component::Component::new(&self.engine, bundle.component_bytes())?,
-                false,
-            ),
-        };
+        let (component, cached) = self.compile(bundle.component_bytes(), digest)?;
         if cached {
             tracing::debug!(digest = %digest, "loaded the compiled bundle component from the cache");
         } else {
@@ -117,5 +137,32 @@ impl WasmRuntime {
         let pre = self.linker.instantiate_pre(&component)?;
         let policy = WasmPolicy::new(pre, self.limits, pool_size, self.ticker.clone())?;
         Ok((policy, cached))
+    }
+}
+
+/// A linker with WASI 0.2 (what the evaluator imports; the store decides what it may see).
+pub(crate) fn wasi_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker)
+}
+
+/// The engine `sark build` snapshots with: wasmtime's defaults, without epoch interruption
+/// or the pool's memory cap (loading a large policy set may need far more than one
+/// evaluation may use; the builder's store sets its own cap).
+pub(crate) fn snapshot_engine() -> wasmtime::Result<Engine> {
+    Engine::new(&Config::new())
+}
+
+/// Compiles a component, through `cache` when there is one.
+pub(crate) fn compile(
+    engine: &Engine,
+    cache: Option<&CodeCache>,
+    wasm: &[u8],
+    digest: &str,
+) -> wasmtime::Result<(wasmtime::component::Component, bool)> {
+    match cache {
+        Some(cache) => cache.load_or_compile(engine, wasm, digest),
+        None => Ok((wasmtime::component::Component::new(engine, wasm)?, false)),
     }
 }

@@ -1,15 +1,19 @@
-//! The wasmtime side of the runtime: one engine per process, compiled-code cache,
-//! per-bundle `InstancePre` and a pool of reusable instances with per-call limits.
+//! Every use of wasmtime: the engines and their configuration, the compiled-code cache, the
+//! per-bundle `InstancePre` with a pool of reusable instances under per-call limits, the
+//! snapshot `sark build` takes, and the bare evaluator `sark conformance` runs.
 
+mod bare;
 mod code_cache;
 mod engine;
 mod pool;
+mod snapshot;
 mod state;
 
+pub use bare::BareEvaluator;
 pub use code_cache::CodeCache;
 pub use engine::{EPOCH_TICK, WasmRuntime};
-pub(crate) use pool::from_wit as policy_error_from_wit;
 pub use pool::{WasmPolicy, default_pool_size};
+pub use snapshot::build_bundle;
 pub use state::HostState;
 
 /// Typed bindings of the `bundle` world (what a finished bundle exports).
@@ -20,7 +24,8 @@ pub(crate) mod bindings {
     });
 }
 
-/// Typed bindings of the `evaluator-core` world (the bare evaluator, used by the builder).
+/// Typed bindings of the `evaluator-core` world (the bare evaluator: the builder and the
+/// conformance runner load payloads into it).
 pub(crate) mod core_bindings {
     wasmtime::component::bindgen!({
         world: "evaluator-core",

@@ -7,8 +7,9 @@ use super::bindings::{Bundle as BundleBindings, BundlePre};
 use super::engine::Ticker;
 use crate::config::Limits;
 use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
+use crate::idle_pool::IdlePool;
 use sark_guest::{BundleInfo, Location, PolicyError, TestOutcome};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
@@ -49,8 +50,7 @@ const LOAD_DEADLINE_TICKS: u64 = 10_000;
 pub struct WasmPolicy {
     pre: BundlePre<HostState>,
     limits: Limits,
-    idle: Mutex<Vec<PolicyInstance>>,
-    max_idle: usize,
+    idle: IdlePool<PolicyInstance>,
     info: BundleInfo,
     /// Keeps the epoch ticker running while this policy can evaluate.
     _ticker: Arc<Ticker>,
@@ -67,8 +67,7 @@ impl WasmPolicy {
         let mut policy = WasmPolicy {
             pre,
             limits,
-            idle: Mutex::new(Vec::new()),
-            max_idle: max_idle.max(1),
+            idle: IdlePool::new(max_idle),
             _ticker: ticker,
             info: BundleInfo {
                 revision: String::new(),
@@ -96,9 +95,7 @@ impl WasmPolicy {
                 .call_info(&mut instance.store)
                 .map_err(|e| describe(&describe_trap(&e)))?
                 .map_err(|e| describe(&from_wit(e)))?;
-            if let Ok(mut idle) = policy.idle.lock() {
-                idle.push(instance);
-            }
+            policy.idle.put(instance);
             info
         };
         policy.info = BundleInfo {
@@ -166,7 +163,7 @@ impl WasmPolicy {
 
     /// Number of idle instances in the pool.
     pub fn idle_instances(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        self.idle.len()
     }
 
     /// Runs `call` on an instance under the deadline and memory cap. A trap drops the
@@ -178,8 +175,7 @@ impl WasmPolicy {
             &BundleBindings,
         ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, EvalError> {
-        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let mut instance = match pooled {
+        let mut instance = match self.idle.take() {
             Some(i) => i,
             None => self.instantiate()?,
         };
@@ -189,11 +185,7 @@ impl WasmPolicy {
         match outcome {
             Ok(result) => {
                 if instance.worth_keeping() {
-                    if let Ok(mut idle) = self.idle.lock()
-                        && idle.len() < self.max_idle
-                    {
-                        idle.push(instance);
-                    }
+                    self.idle.put(instance);
                 } else {
                     tracing::debug!(
                         memory_bytes = instance.store.data().memory_bytes,

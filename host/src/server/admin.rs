@@ -1,7 +1,8 @@
 //! Health, metrics and the admin API (bearer token, compared in constant time).
 
-use super::AppState;
 use super::respond::{json_text, opa_error};
+use super::{AppState, resolve};
+use crate::decide::DecisionRequest;
 use crate::evaluator::PathKind;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,8 +19,9 @@ use subtle::ConstantTimeEq;
 /// not a policy entrypoint: an unauthenticated health probe must not cost a policy's worth
 /// of CPU, and a slow entrypoint is a policy problem, not an unhealthy process.
 fn path_health(state: &AppState, path: PathKind) -> Result<(), String> {
-    let active = state.service.active();
-    match active.evaluator(path).query("true", "{}") {
+    let mut probe = DecisionRequest::query("true", None);
+    probe.force_path = Some(path);
+    match resolve(&state.service, &probe, None) {
         Err(e) if e.is_component_failure() => Err(e.to_string()),
         _ => Ok(()),
     }
@@ -33,7 +35,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     let m = &active.manifest;
     let reload = state.reloads.status();
     let healthy = wasm.is_ok();
-    let cluster = state.cluster.as_ref().map(|c| c.status());
+    let cluster = state.service.cluster().map(|c| c.status());
     // Without Redis an instance still decides (last known rollout state, local cache):
     // `degraded` is reported with a 200 so load balancers keep sending traffic.
     let degraded = cluster.as_ref().is_some_and(|c| !c.connected);
@@ -185,7 +187,7 @@ async fn change_features(
         Ok(p) => p,
         Err(e) => return flag_error(&e),
     };
-    let applied = match &state.cluster {
+    let applied = match state.service.cluster() {
         Some(cluster) => cluster.publish(&planned).await.map_err(|e| {
             opa_error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -1,9 +1,8 @@
 //! The SARK gateway API: authorization of MCP tool calls and agent-to-agent calls. A policy
 //! error or an undefined decision fails closed.
 
-use super::AppState;
-use super::opa::after_decision;
 use super::respond::{json_body, json_text};
+use super::{AppState, decide};
 use crate::decide::DecisionRequest;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -82,10 +81,9 @@ pub async fn authorize_a2a(
 /// Decides and answers `{allow, reason, filtered_parameters, audit_id, cache_ttl}`; any
 /// failure answers `allow: false` with `cache_ttl: 0`.
 fn decide_closed(state: &Arc<AppState>, entrypoint: &str, input: Value) -> Response {
-    let audit_id = uuid::Uuid::new_v4().to_string();
-    let req = DecisionRequest::new(entrypoint, Some(&input));
-    let decision = super::decide(state, &req);
-    let body = match &decision {
+    let answer = decide(state, &DecisionRequest::new(entrypoint, Some(&input)));
+    let audit_id = answer.decision_id;
+    let body = match &answer.outcome {
         Ok(d) => {
             let doc: Value = d
                 .result
@@ -130,13 +128,6 @@ fn decide_closed(state: &Arc<AppState>, entrypoint: &str, input: Value) -> Respo
             closed(&audit_id, &format!("policy error: {e}"))
         }
     };
-    after_decision(
-        state,
-        entrypoint,
-        Some(&input),
-        decision.as_ref().ok(),
-        &audit_id,
-    );
     json_text(StatusCode::OK, body.to_string())
 }
 

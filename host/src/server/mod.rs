@@ -7,17 +7,16 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
-mod decision_log;
 mod gateway;
 mod opa;
 mod reload;
 mod respond;
 
-pub use decision_log::DecisionLog;
 pub use reload::ReloadStatus;
 
 use crate::config::Config;
-use crate::decide::DecisionService;
+use crate::decide::{Decision, DecisionRequest, DecisionService, Lookup};
+use crate::evaluator::EvalError;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -27,7 +26,7 @@ use std::sync::Arc;
 
 /// Everything the handlers share.
 pub struct AppState {
-    /// The one decision path.
+    /// The one door to decisions.
     pub service: Arc<DecisionService>,
     /// The configuration the server started with.
     pub config: Config,
@@ -39,10 +38,32 @@ pub struct AppState {
     pub verification_key: Option<ed25519_dalek::VerifyingKey>,
     /// Reload bookkeeping (serializes reloads, remembers the last outcome).
     pub reloads: reload::Reloader,
-    /// The decision log, when enabled.
-    pub log: Option<DecisionLog>,
-    /// The cluster's shared state, when `cluster` is configured.
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+impl AppState {
+    /// The server's state around `service` (built with [`crate::decide::ServiceBuilder`]).
+    /// The admin token is `server.admin_token`, else `$SARK_ADMIN_TOKEN`; empty means off.
+    pub fn new(
+        service: DecisionService,
+        config: Config,
+        bundle_path: PathBuf,
+        verification_key: Option<ed25519_dalek::VerifyingKey>,
+    ) -> Self {
+        let admin_token = config
+            .server
+            .admin_token
+            .clone()
+            .or_else(|| std::env::var("SARK_ADMIN_TOKEN").ok())
+            .filter(|t| !t.is_empty());
+        AppState {
+            service: Arc::new(service),
+            config,
+            admin_token,
+            bundle_path,
+            verification_key,
+            reloads: Default::default(),
+        }
+    }
 }
 
 /// Builds the router over `state`.
@@ -98,10 +119,6 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()>
     // Scripts and tests read this line to learn the port.
     println!("listening on http://{local}");
     tracing::info!(%local, bundle = %state.bundle_path.display(), "sark serve started");
-    state
-        .service
-        .cache()
-        .spawn_sweeper(std::time::Duration::from_secs(1));
     // Hostile or heavy decisions on the native path allocate and free a lot between reloads;
     // hand the free pages back every 10 s so resident memory tracks what is in use.
     tokio::spawn(async {
@@ -145,15 +162,36 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// Decides `req` for a request handler. A cache hit is answered on the async worker; a miss
-/// evaluates under [`tokio::task::block_in_place`], so a slow or hostile policy (held up to
-/// its deadline) never stalls the other requests queued on that worker.
-pub(crate) fn decide(
-    state: &AppState,
-    req: &crate::decide::DecisionRequest<'_>,
-) -> Result<crate::decide::Decision, crate::evaluator::EvalError> {
-    if let Some(d) = state.service.decide_cached(req) {
-        return Ok(d);
+/// A decision as a front door gets it: its id and the decision, or why it failed.
+pub(crate) struct Answer {
+    /// The decision id (OPA's `decision_id`, the gateway's `audit_id`), also in the log.
+    pub decision_id: String,
+    /// The decision, or why it failed.
+    pub outcome: Result<Decision, EvalError>,
+}
+
+/// The sequence every decision handler shares: a decision id, the decision, the record
+/// (decision log under that id, shadow, live metrics).
+pub(crate) fn decide(state: &AppState, req: &DecisionRequest<'_>) -> Answer {
+    let decision_id = uuid::Uuid::new_v4().to_string();
+    let outcome = resolve(&state.service, req, Some(&decision_id));
+    Answer {
+        decision_id,
+        outcome,
     }
-    tokio::task::block_in_place(|| state.service.decide(req))
+}
+
+/// Runs `req` through the service's three steps. A cache hit is answered on the async
+/// worker; a miss evaluates under [`tokio::task::block_in_place`], so a slow or hostile
+/// policy (held up to its deadline) never stalls the other requests queued on that worker.
+pub(crate) fn resolve(
+    service: &DecisionService,
+    req: &DecisionRequest<'_>,
+    decision_id: Option<&str>,
+) -> Result<Decision, EvalError> {
+    let decided = match service.lookup(req) {
+        Lookup::Hit(decided) => decided,
+        Lookup::Miss(pending) => tokio::task::block_in_place(|| service.evaluate(pending)),
+    };
+    service.record(decided, decision_id)
 }

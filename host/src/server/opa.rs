@@ -1,9 +1,8 @@
 //! OPA-compatible endpoints: `/v1/data`, `/v0/data`, `/v1/query`, `/v1/batch/data`.
 
-use super::AppState;
 use super::respond::{bad_json, body_rejected, eval_error, json_body, json_text, opa_error};
-use crate::decide::{Decision, DecisionRequest};
-use crate::evaluator::PathKind;
+use super::{AppState, decide, resolve};
+use crate::decide::DecisionRequest;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
@@ -113,10 +112,8 @@ fn data_response(
 ) -> Response {
     let started = Instant::now();
     let entrypoint = if path.is_empty() { "data" } else { path };
-    let decision_id = uuid::Uuid::new_v4().to_string();
-    let req = DecisionRequest::new(entrypoint, input.as_ref());
-    let outcome = super::decide(state, &req);
-    let decision = match outcome {
+    let answer = decide(state, &DecisionRequest::new(entrypoint, input.as_ref()));
+    let decision = match answer.outcome {
         Ok(d) => Some(d),
         Err(e) => match eval_error(&e) {
             Some(resp) => {
@@ -126,13 +123,7 @@ fn data_response(
             None => None,
         },
     };
-    after_decision(
-        state,
-        entrypoint,
-        input.as_ref(),
-        decision.as_ref(),
-        &decision_id,
-    );
+    let decision_id = answer.decision_id;
 
     let mut body = String::with_capacity(128);
     body.push_str("{\"decision_id\":\"");
@@ -173,33 +164,6 @@ fn data_response(
     json_text(StatusCode::OK, body)
 }
 
-/// Decision log and policy-canary shadow evaluation, both off the response path.
-pub(super) fn after_decision(
-    state: &Arc<AppState>,
-    entrypoint: &str,
-    input: Option<&Value>,
-    decision: Option<&Decision>,
-    decision_id: &str,
-) {
-    if let Some(log) = &state.log {
-        log.record(decision_id, entrypoint, input, decision);
-    }
-    let Some(decision) = decision else { return };
-    if state.service.candidate().is_none()
-        || state.service.canary_mode() != crate::config::CanaryMode::Shadow
-    {
-        return;
-    }
-    let service = state.service.clone();
-    let entrypoint = entrypoint.to_string();
-    let input = input.cloned();
-    let decision = decision.clone();
-    tokio::task::spawn_blocking(move || {
-        let req = DecisionRequest::new(&entrypoint, input.as_ref());
-        service.shadow(&req, &decision);
-    });
-}
-
 /// `POST /v0/data/{path}`: the body is the input; the response is the raw value, 404 when
 /// undefined.
 pub async fn post_v0_data(
@@ -219,22 +183,14 @@ pub async fn post_v0_data(
             Err(e) => return bad_json(&e),
         }
     };
-    let decision_id = uuid::Uuid::new_v4().to_string();
-    let req = DecisionRequest::new(&path, input.as_ref());
-    let decision = match super::decide(&state, &req) {
+    let answer = decide(&state, &DecisionRequest::new(&path, input.as_ref()));
+    let decision = match answer.outcome {
         Ok(d) => Some(d),
         Err(e) => match eval_error(&e) {
             Some(resp) => return resp,
             None => None,
         },
     };
-    after_decision(
-        &state,
-        &path,
-        input.as_ref(),
-        decision.as_ref(),
-        &decision_id,
-    );
     match decision.and_then(|d| d.result) {
         Some(result) => json_text(StatusCode::OK, result.to_string()),
         None => opa_error(
@@ -287,12 +243,11 @@ pub async fn get_query(
     query_response(&state, q, input.as_ref())
 }
 
-/// Runs an ad-hoc query on the wasm path; answers `{"result": [bindings, …]}` as OPA does.
+/// Runs an ad-hoc query (routed by the flags, never cached, not logged); answers
+/// `{"result": [bindings, …]}` as OPA does.
 fn query_response(state: &Arc<AppState>, query: &str, input: Option<&Value>) -> Response {
-    let input_json = input.map(|v| v.to_string()).unwrap_or_default();
-    let active = state.service.active();
-    let results = match active.evaluator(PathKind::Wasm).query(query, &input_json) {
-        Ok(r) => r,
+    let results = match resolve(&state.service, &DecisionRequest::query(query, input), None) {
+        Ok(d) => d.result.unwrap_or_else(|| "[]".into()),
         Err(e) => {
             return eval_error(&e).unwrap_or_else(|| {
                 opa_error(
@@ -331,11 +286,10 @@ pub async fn post_batch(
     let mut responses = serde_json::Map::new();
     let mut failed = false;
     for (id, input) in &batch.inputs {
-        let decision_id = uuid::Uuid::new_v4().to_string();
-        let req = DecisionRequest::new(&path, Some(input));
-        let entry = match super::decide(&state, &req) {
+        let answer = decide(&state, &DecisionRequest::new(&path, Some(input)));
+        let decision_id = answer.decision_id;
+        let entry = match answer.outcome {
             Ok(d) => {
-                after_decision(&state, &path, Some(input), Some(&d), &decision_id);
                 let mut e = json!({"decision_id": decision_id});
                 if let Some(r) = d.result.as_deref() {
                     e["result"] = serde_json::from_str(r).unwrap_or(Value::Null);

@@ -43,12 +43,10 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
     let _guard = state.reloads.lock.lock().await;
     let path = state.bundle_path.clone();
     let service = state.service.clone();
-    let config = state.config.clone();
     let key = state.verification_key;
     let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedBundle, String> {
         let bundle = Bundle::read_verified(&path, key.as_ref()).map_err(|e| e.to_string())?;
-        let pool = crate::runtime::default_pool_size();
-        LoadedBundle::load(service.runtime(), bundle, &config, pool).map_err(|e| format!("{e:#}"))
+        service.load_bundle(bundle).map_err(|e| format!("{e:#}"))
     })
     .await
     .map_err(|e| format!("reload task failed: {e}"))

@@ -15,9 +15,9 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A fixture directory under `tests/fixtures`.
+/// A fixture directory under `host/tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
+    root().join("host/tests/fixtures").join(name)
 }
 
 /// A fresh scratch directory for one test.
@@ -108,4 +108,27 @@ pub fn samples() -> Vec<(PathBuf, &'static str)> {
 /// Parses JSON output.
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// The compiled-code cache the in-process tests share with the binary's runs (compiling
+/// takes seconds).
+pub fn code_cache() -> Option<sark::runtime::CodeCache> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sark-it-cache");
+    Some(sark::runtime::CodeCache::new(dir).unwrap())
+}
+
+/// Builds `dir` in process into a verified bundle.
+pub fn bundle_of(dir: &Path, revision: Option<&str>, entrypoints: &[&str]) -> sark::Bundle {
+    let options = sark::bundle::BuildOptions {
+        entrypoints: entrypoints.iter().map(|s| s.to_string()).collect(),
+        revision: revision.map(str::to_string),
+    };
+    let bytes = sark::runtime::build_bundle(
+        &sark::bundle::SourceSet::read(dir).unwrap(),
+        &options,
+        sark::EVALUATOR_COMPONENT,
+        code_cache().as_ref(),
+    )
+    .unwrap();
+    sark::Bundle::from_bytes(bytes).unwrap()
 }

@@ -11,8 +11,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
+use live::LiveWindow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+mod live;
 
 type Labels = Vec<(&'static str, String)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
@@ -99,65 +102,6 @@ pub struct Metrics {
     cluster_connected: Gauge,
     cluster_updates: Family<Labels, Counter>,
     live: [LiveWindow; 2],
-}
-
-/// Samples kept per implementation for the live comparison (the most recent ones).
-const LIVE_SAMPLES: usize = 8192;
-
-/// Recent latencies and counts of one implementation, for `/admin/metrics/comparison`.
-struct LiveWindow {
-    samples_ns: Box<[AtomicU64]>,
-    next: AtomicU64,
-    requests: AtomicU64,
-    errors: AtomicU64,
-    fallbacks: AtomicU64,
-    cache_hits: AtomicU64,
-}
-
-impl LiveWindow {
-    fn new() -> Self {
-        LiveWindow {
-            samples_ns: (0..LIVE_SAMPLES).map(|_| AtomicU64::new(0)).collect(),
-            next: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            fallbacks: AtomicU64::new(0),
-            cache_hits: AtomicU64::new(0),
-        }
-    }
-
-    fn record(&self, elapsed: Duration) {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % LIVE_SAMPLES;
-        self.samples_ns[i].store(elapsed.as_nanos().max(1) as u64, Ordering::Relaxed);
-    }
-
-    fn summary(&self) -> serde_json::Value {
-        let recorded = (self.next.load(Ordering::Relaxed) as usize).min(LIVE_SAMPLES);
-        let mut v: Vec<u64> = self.samples_ns[..recorded]
-            .iter()
-            .map(|a| a.load(Ordering::Relaxed))
-            .filter(|x| *x > 0)
-            .collect();
-        v.sort_unstable();
-        let q = |p: f64| -> serde_json::Value {
-            if v.is_empty() {
-                serde_json::Value::Null
-            } else {
-                let idx = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-                serde_json::json!(v[idx] as f64 / 1000.0)
-            }
-        };
-        let requests = self.requests.load(Ordering::Relaxed);
-        let hits = self.cache_hits.load(Ordering::Relaxed);
-        serde_json::json!({
-            "requests": requests,
-            "errors": self.errors.load(Ordering::Relaxed),
-            "fallbacks": self.fallbacks.load(Ordering::Relaxed),
-            "cache_hits": hits,
-            "cache_hit_rate": if requests == 0 { 0.0 } else { hits as f64 / requests as f64 },
-            "latency_us": { "p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "samples": v.len() },
-        })
-    }
 }
 
 fn idx(path: PathKind) -> usize {
@@ -420,26 +364,17 @@ impl Metrics {
 
     /// Records a served decision for the live comparison.
     pub fn decision(&self, path: PathKind, elapsed: Duration, cache_hit: bool) {
-        let w = &self.live[idx(path)];
-        w.record(elapsed);
-        w.requests.fetch_add(1, Ordering::Relaxed);
-        if cache_hit {
-            w.cache_hits.fetch_add(1, Ordering::Relaxed);
-        }
+        self.live[idx(path)].served(elapsed, cache_hit);
     }
 
     /// Records a failed decision for the live comparison.
     pub fn decision_error(&self, path: PathKind) {
-        let w = &self.live[idx(path)];
-        w.requests.fetch_add(1, Ordering::Relaxed);
-        w.errors.fetch_add(1, Ordering::Relaxed);
+        self.live[idx(path)].failed();
     }
 
     /// Records, for the live comparison, that `path` failed and another path decided.
     pub fn decision_fallback(&self, path: PathKind) {
-        self.live[idx(path)]
-            .fallbacks
-            .fetch_add(1, Ordering::Relaxed);
+        self.live[idx(path)].fell_back();
     }
 
     /// Per implementation: requests, errors, fallbacks, cache hit rate and p50/p95/p99 of the

@@ -3,7 +3,9 @@
 
 use crate::config::DecisionLogConfig;
 use crate::decide::Decision;
+use crate::evaluator::EvalError;
 use crate::metrics::Metrics;
+use sark_guest::PolicyError;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -16,22 +18,25 @@ pub struct DecisionLog {
 }
 
 impl DecisionLog {
-    /// Starts the writer task (inside a tokio runtime).
-    pub async fn start(config: &DecisionLogConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    /// Opens the output and starts the writer task on `runtime`.
+    pub fn start(
+        config: &DecisionLogConfig,
+        metrics: Arc<Metrics>,
+        runtime: &tokio::runtime::Handle,
+    ) -> anyhow::Result<Self> {
         let (tx, mut rx) = mpsc::channel::<Value>(config.queue_size);
         let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = if config.output == "stdout" {
             Box::new(tokio::io::stdout())
         } else {
-            let file = tokio::fs::OpenOptions::new()
+            let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&config.output)
-                .await
                 .map_err(|e| anyhow::anyhow!("cannot open decision log {}: {e}", config.output))?;
-            Box::new(file)
+            Box::new(tokio::fs::File::from_std(file))
         };
         let mask = config.mask.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut buf = Vec::with_capacity(64 * 1024);
             while let Some(mut record) = rx.recv().await {
                 apply_mask(&mut record, &mask);
@@ -58,14 +63,16 @@ impl DecisionLog {
         Ok(DecisionLog { tx, metrics })
     }
 
-    /// Queues a record of one decision; never blocks.
+    /// Queues a record of one decision; never blocks. A failed decision is recorded without
+    /// `result` and with `error` (an unknown entrypoint is undefined, as the data API answers).
     pub fn record(
         &self,
         decision_id: &str,
         path: &str,
         input: Option<&Value>,
-        decision: Option<&Decision>,
+        outcome: &Result<Decision, EvalError>,
     ) {
+        let decision = outcome.as_ref().ok();
         let result = decision
             .and_then(|d| d.result.as_deref())
             .and_then(|r| serde_json::from_str::<Value>(r).ok());
@@ -87,6 +94,11 @@ impl DecisionLog {
             if let Some(f) = d.fallback_from {
                 record["fallback_from"] = json!(f);
             }
+        }
+        if let Err(e) = outcome
+            && !matches!(e, EvalError::Policy(PolicyError::UnknownEntrypoint(_)))
+        {
+            record["error"] = json!({"code": e.kind(), "message": e.to_string()});
         }
         if self.tx.try_send(record).is_err() {
             self.metrics.decision_log_dropped();

@@ -431,16 +431,7 @@ fn decision_log_masks_nested_fields() {
         &json!({"input": input}).to_string(),
     );
     assert_eq!(code, 200);
-    let id = body["decision_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let record = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(&id)) {
-            break serde_json::from_str::<Value>(line).unwrap();
-        }
-        assert!(Instant::now() < deadline, "no log record");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let record = log_record(&log, body_id(&body));
     assert!(
         !record.to_string().contains("hunter2") && !record.to_string().contains("t0k"),
         "{record}"
@@ -459,6 +450,88 @@ fn decision_log_masks_nested_fields() {
             .unwrap()
             .starts_with("mcp-policies-1.0.0@")
     );
+}
+
+/// Reads the decision log until a record containing `needle` (e.g. its id) appears.
+fn log_record(log: &std::path::Path, needle: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return serde_json::from_str::<Value>(line).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no log record with {needle}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn comparison_counts_fallbacks_and_each_miss_once() {
+    let dir = scratch("server-comparison");
+    let bundle = dir.join("failures.wasm");
+    build(&fixture("failures"), &bundle, &[]);
+    let log = dir.join("decisions.jsonl");
+    let config = write_config(
+        &dir,
+        &format!(
+            "limits: {{ eval_timeout_ms: 2, native_timeout_ms: 20000 }}
+decision_log: {{ enabled: true, output: {:?} }}
+",
+            log.display().to_string()
+        ),
+    );
+    let s = Server::start(&bundle, Some(&config), &[], Some("tok"));
+    let comparison = || {
+        let (code, body) = s.admin("/admin/metrics/comparison", Some("tok"), None);
+        assert_eq!(code, 200, "{body}");
+        body
+    };
+
+    // One request that misses the cache is one miss, not one per step of the decision.
+    let input = json!({"input": {"user": {"id": "alice"}, "n": 1}}).to_string();
+    assert_eq!(s.post("/v1/data/failures/cached", &input).0, 200);
+    let body = comparison();
+    assert_eq!(
+        (&body["cache"]["misses"], &body["cache"]["hits"]),
+        (&json!(1), &json!(0)),
+        "{body}"
+    );
+    assert_eq!(s.post("/v1/data/failures/cached", &input).0, 200);
+    let body = comparison();
+    assert_eq!(
+        (&body["cache"]["misses"], &body["cache"]["hits"]),
+        (&json!(1), &json!(1)),
+        "{body}"
+    );
+    assert_eq!(body["implementations"]["wasm"]["fallbacks"], 0, "{body}");
+
+    // The component misses its 2 ms deadline; the native path decides. The comparison
+    // counts the fallback on the path that failed, and the decision on the one that served.
+    let (code, body) = s.post("/v1/data/failures/slow", "{}");
+    assert_eq!((code, &body["result"]), (200, &json!(97)), "{body}");
+    let body = comparison();
+    assert_eq!(body["implementations"]["wasm"]["fallbacks"], 1, "{body}");
+    assert_eq!(body["implementations"]["native"]["requests"], 1, "{body}");
+
+    // A failed decision is logged too, with its error and without a result.
+    let (code, body) = s.post("/v1/data/failures/conflict", r#"{"input": {"c": true}}"#);
+    assert_eq!(code, 500, "{body}");
+    let metrics = s.metrics();
+    assert!(
+        metrics.contains(r#"implementation_fallback_total{feature="wasm_engine",error_type="timeout"} 1"#),
+        "{metrics}"
+    );
+    let failed = log_record(&log, "evaluation_error");
+    assert_eq!(failed["path"], "data.failures.conflict", "{failed}");
+    assert!(failed.get("result").is_none(), "{failed}");
+    assert!(
+        failed["error"]["message"].as_str().unwrap().contains("conflict"),
+        "{failed}"
+    );
+}
+
+fn body_id(body: &Value) -> &str {
+    body["decision_id"].as_str().expect("a decision id")
 }
 
 #[cfg(unix)]

@@ -3,41 +3,23 @@
 mod common;
 
 use common::*;
-use sark::bundle::{BuildOptions, Bundle, SourceSet};
+use sark::bundle::Bundle;
 use sark::config::Config;
-use sark::decide::{DecisionRequest, DecisionService, LoadedBundle};
-use sark::flags::{DECISION_CACHE, RolloutFlags, WASM_ENGINE};
-use sark::runtime::{CodeCache, WasmRuntime};
+use sark::decide::{DecisionRequest, DecisionService, ServiceBuilder};
+use sark::flags::{DECISION_CACHE, WASM_ENGINE};
 use sark::{EvalError, PathKind, PolicyError};
 use serde_json::json;
-use std::sync::Arc;
-
-fn cache() -> Option<CodeCache> {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sark-it-cache");
-    Some(CodeCache::new(dir).unwrap())
-}
 
 fn build(dir: &std::path::Path, revision: &str) -> Bundle {
-    let options = BuildOptions {
-        entrypoints: vec![],
-        revision: Some(revision.into()),
-    };
-    let sources = SourceSet::read(dir).unwrap();
-    let bytes = sark::bundle::build(
-        &sources,
-        &options,
-        sark::EVALUATOR_COMPONENT,
-        cache().as_ref(),
-    )
-    .unwrap();
-    Bundle::from_bytes(bytes).unwrap()
+    bundle_of(dir, Some(revision), &[])
 }
 
 fn service(bundle: Bundle, config: &Config) -> DecisionService {
-    let runtime = WasmRuntime::new(config.limits, cache()).unwrap();
-    let loaded = LoadedBundle::load(&runtime, bundle, config, 2).unwrap();
-    let flags = Arc::new(RolloutFlags::new(config, None).unwrap());
-    DecisionService::new(runtime, loaded, config, flags)
+    ServiceBuilder::new(config)
+        .code_cache(code_cache())
+        .pool_size(2)
+        .build(bundle)
+        .unwrap()
 }
 
 fn failures(config: &Config) -> DecisionService {
@@ -56,6 +38,10 @@ fn deadline_on_the_component_falls_back_to_native() {
     assert_eq!(d.path, PathKind::Native);
     assert_eq!(d.fallback_from, Some("timeout"));
     assert_eq!(d.result.as_deref(), Some("97"));
+    // The live comparison counts the fallback on the path that failed.
+    let cmp = s.metrics().comparison();
+    assert_eq!(cmp["wasm"]["fallbacks"], 1, "{cmp}");
+    assert_eq!(cmp["native"]["requests"], 1, "{cmp}");
     let text = s.metrics_text();
     assert!(
         text.contains(
@@ -195,8 +181,7 @@ fn a_new_bundle_never_serves_the_old_bundles_decisions() {
     let old = s.active().id.clone();
 
     let next = build(&root().join("policies"), "two");
-    let loaded = LoadedBundle::load(s.runtime(), next, &Config::default(), 2).unwrap();
-    s.swap_bundle(loaded);
+    s.swap_bundle(s.load_bundle(next).unwrap());
     let d = s.decide(&req).unwrap();
     assert!(!d.cache_hit, "decisions of the old revision are gone");
     assert_ne!(d.bundle_id, old);
@@ -271,4 +256,34 @@ fn undefined_decisions_are_cached_as_undefined() {
     assert_eq!(first.result, None);
     assert!(second.cache_hit);
     assert_eq!(second.result, None);
+}
+
+#[test]
+fn ad_hoc_queries_go_through_the_door_uncached_and_limited() {
+    let mut config = Config::default();
+    config.limits.max_input_bytes = 100;
+    let s = service(build(&fixture("basic"), "q"), &config);
+    let input = json!({"a": 41});
+    for _ in 0..2 {
+        let d = s
+            .decide(&DecisionRequest::query("x := input.a + 1", Some(&input)))
+            .unwrap();
+        assert!(!d.cache_hit);
+        assert_eq!(d.path, PathKind::Wasm);
+        let rows: serde_json::Value = serde_json::from_str(d.result.as_deref().unwrap()).unwrap();
+        assert_eq!(rows[0]["bindings"]["x"], 42, "{rows}");
+    }
+    assert_eq!(s.cache().stats().size, 0, "queries are never cached");
+    assert_eq!(s.metrics().comparison()["wasm"]["requests"], 2);
+    assert!(
+        s.metrics_text()
+            .contains(r#"opa_evaluation_total{implementation="wasm",result="value"} 2"#)
+    );
+    // The limits hold for queries too.
+    let big = json!({"a": "x".repeat(200)});
+    let err = s
+        .decide(&DecisionRequest::query("x := 1", Some(&big)))
+        .unwrap_err();
+    assert!(matches!(err, EvalError::InputRefused(_)), "{err}");
+    assert_eq!(s.metrics().comparison()["wasm"]["errors"], 1);
 }

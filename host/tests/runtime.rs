@@ -3,36 +3,19 @@
 mod common;
 
 use common::*;
-use sark::bundle::{BuildOptions, Bundle, SourceSet};
+use sark::bundle::Bundle;
 use sark::config::Limits;
 use sark::native::NativePolicy;
 use sark::runtime::{WasmPolicy, WasmRuntime};
 use sark::{EvalError, Evaluator, PolicyError};
 use std::sync::Arc;
 
-/// A compiled-code cache shared by the tests of this run (compiling takes seconds).
-fn cache() -> Option<sark::runtime::CodeCache> {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sark-it-cache");
-    Some(sark::runtime::CodeCache::new(dir).unwrap())
-}
-
 fn bundle_of(dir: &std::path::Path, entrypoints: &[&str]) -> Bundle {
-    let options = BuildOptions {
-        entrypoints: entrypoints.iter().map(|s| s.to_string()).collect(),
-        revision: None,
-    };
-    let bytes = sark::bundle::build(
-        &SourceSet::read(dir).unwrap(),
-        &options,
-        sark::EVALUATOR_COMPONENT,
-        cache().as_ref(),
-    )
-    .unwrap();
-    Bundle::from_bytes(bytes).unwrap()
+    common::bundle_of(dir, None, entrypoints)
 }
 
 fn wasm(bundle: &Bundle, limits: Limits) -> (WasmPolicy, WasmRuntime) {
-    let runtime = WasmRuntime::new(limits, cache()).unwrap();
+    let runtime = WasmRuntime::new(limits, code_cache()).unwrap();
     let (policy, _cached) = runtime.load(bundle, 4).unwrap();
     (policy, runtime)
 }

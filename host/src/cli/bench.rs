@@ -1,0 +1,110 @@
+//! `sark bench`: latency of one entrypoint and input per path, like `opa bench`.
+
+use super::{Format, load_config, parse_input, read_input};
+use crate::bundle::Bundle;
+use crate::decide::ServiceBuilder;
+use crate::evaluator::PathKind;
+use anyhow::Result;
+use clap::ValueEnum;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Which path(s) `sark bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchPath {
+    Wasm,
+    Native,
+    All,
+}
+
+/// Measure evaluation latency per path (median, p95, p99, mean, evals/s).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Bundle file.
+    bundle: PathBuf,
+    /// Entrypoint to evaluate.
+    #[arg(short, long)]
+    entrypoint: String,
+    /// Input JSON file, or `-` for stdin.
+    #[arg(short, long)]
+    input: PathBuf,
+    /// Which path(s) to measure.
+    #[arg(long, value_enum, default_value_t = BenchPath::All)]
+    path: BenchPath,
+    /// Seconds to measure each path.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Configuration file (features, limits).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the Prometheus metrics of the run to stderr.
+    #[arg(long)]
+    metrics: bool,
+}
+
+impl Args {
+    /// Measures and prints the report.
+    pub fn run(self) -> Result<ExitCode> {
+        let config = load_config(self.config.as_deref())?;
+        let bundle = Bundle::read(&self.bundle)?;
+        let input = parse_input(&read_input(Some(&self.input))?)?;
+        let duration = Duration::from_secs_f64(self.duration.max(0.01));
+        let paths: &[PathKind] = match self.path {
+            BenchPath::Wasm => &[PathKind::Wasm],
+            BenchPath::Native => &[PathKind::Native],
+            BenchPath::All => &[PathKind::Wasm, PathKind::Native],
+        };
+        let service = ServiceBuilder::new(&config).build(bundle)?;
+        let report =
+            crate::bench::run(&service, paths, &self.entrypoint, input.as_ref(), duration)?;
+        if self.format == Format::Json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_report(&report);
+        }
+        if self.metrics {
+            eprint!("{}", service.metrics_text());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn print_report(report: &crate::bench::BenchReport) {
+    println!(
+        "{:<18} {:>12} {:>12} {:>12} {:>12} {:>14}",
+        "path", "median µs", "p95 µs", "p99 µs", "mean µs", "evals/s"
+    );
+    let rows = report
+        .paths
+        .iter()
+        .map(|(n, s)| (n.clone(), s))
+        .chain(
+            report
+                .decide
+                .iter()
+                .map(|(n, s)| (format!("decide {n}"), s)),
+        )
+        .chain(report.raw.iter().map(|(n, s)| (format!("raw {n}"), s)));
+    for (name, s) in rows {
+        println!(
+            "{:<18} {:>12.2} {:>12.2} {:>12.2} {:>12.2} {:>14.0}",
+            name, s.median_us, s.p95_us, s.p99_us, s.mean_us, s.evals_per_sec
+        );
+    }
+    if let Some(r) = report.wasm_native_median_ratio {
+        println!("wasm/native median ratio: {r:.2}");
+    }
+    if let Some(o) = report.decide_overhead_us {
+        println!("decide() overhead on a wasm miss (flags, cache bookkeeping, metrics): {o:.2} µs");
+    }
+    if let Some(i) = report.instantiate_median_us {
+        println!("instantiate (fresh instance from InstancePre) median: {i:.1} µs");
+    }
+    if let Some(f) = report.first_eval_on_fresh_instance_median_us {
+        println!("instantiate + first evaluation on the fresh instance median: {f:.1} µs");
+    }
+}

@@ -1,0 +1,77 @@
+//! `sark eval`: one decision (or ad-hoc query) through the decision service.
+
+use super::{PathArg, load_config, parse_input, read_input, verification_key};
+use crate::bundle::Bundle;
+use crate::decide::{DecisionRequest, ServiceBuilder, Target};
+use anyhow::{Result, bail};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Evaluate an entrypoint or a query; prints {"result": …} (no result when undefined).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Bundle file.
+    bundle: PathBuf,
+    /// Entrypoint to evaluate (data.a.b or a/b).
+    #[arg(short, long, required_unless_present = "query")]
+    entrypoint: Option<String>,
+    /// Input JSON file, or `-` for stdin.
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    /// Ad-hoc Rego query instead of an entrypoint.
+    #[arg(long, conflicts_with = "entrypoint")]
+    query: Option<String>,
+    /// Evaluate on this path (default: as the `wasm_engine` rollout decides, with
+    /// fallback to native when the component fails).
+    #[arg(long, value_enum)]
+    path: Option<PathArg>,
+    /// Rollout key (default: input.user.id).
+    #[arg(long)]
+    user: Option<String>,
+    /// Configuration file (features, limits).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the Prometheus metrics of this run to stderr.
+    #[arg(long)]
+    metrics: bool,
+    /// Refuse the bundle unless it is signed by this Ed25519 public key (SPKI PEM).
+    #[arg(long)]
+    verification_key: Option<PathBuf>,
+}
+
+impl Args {
+    /// Decides and prints `{"result": …}` (for a query: the result rows).
+    pub fn run(self) -> Result<ExitCode> {
+        let config = load_config(self.config.as_deref())?;
+        let key = verification_key(self.verification_key.as_deref())?;
+        let bundle = Bundle::read_verified(&self.bundle, key.as_ref())?;
+        let input = parse_input(&read_input(self.input.as_deref())?)?;
+        let target = match (&self.query, &self.entrypoint) {
+            (Some(q), _) => Target::Query(q),
+            (None, Some(e)) => Target::Entrypoint(e),
+            (None, None) => bail!("give an entrypoint (-e) or a query (--query)"),
+        };
+        let service = ServiceBuilder::new(&config).build(bundle)?;
+        let req = DecisionRequest {
+            target,
+            input: input.as_ref(),
+            user_key: self.user.as_deref(),
+            force_path: self.path.map(Into::into),
+            bypass_cache: false,
+        };
+        let decision = service.decide(&req)?;
+        if let Some(kind) = decision.fallback_from {
+            eprintln!("warning: the component failed ({kind}); decided on the native path");
+        }
+        let out = match (target, decision.result) {
+            (Target::Query(_), rows) => format!("{{\"result\":{}}}", rows.as_deref().unwrap_or("[]")),
+            (Target::Entrypoint(_), Some(v)) => format!("{{\"result\":{v}}}"),
+            (Target::Entrypoint(_), None) => "{}".to_string(),
+        };
+        println!("{out}");
+        if self.metrics {
+            eprint!("{}", service.metrics_text());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,76 @@
+//! `sark inspect`: a bundle's manifest, sizes, signature and imports, without running it.
+
+use super::Format;
+use crate::bundle::Bundle;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Show a bundle's manifest without running it.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Bundle file.
+    bundle: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+impl Args {
+    /// Prints the manifest as text or JSON.
+    pub fn run(self) -> Result<ExitCode> {
+        let bundle = Bundle::read(&self.bundle)?;
+        let m = bundle.manifest();
+        let imports = bundle.imports()?;
+        if self.format == Format::Json {
+            let mut v = serde_json::to_value(m)?;
+            v["file_bytes"] = bundle.bytes().len().into();
+            v["component_bytes"] = bundle.component_bytes().len().into();
+            v["payload_bytes"] = bundle.payload_len().into();
+            v["imports"] = imports.into();
+            v["signature"] = serde_json::to_value(bundle.signature())?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("bundle:          {}", self.bundle.display());
+        println!("revision:        {}", m.revision);
+        println!("content hash:    sha256:{}", m.content_hash);
+        println!("entrypoints:     {}", m.entrypoints.join(", "));
+        println!(
+            "roots:           {}",
+            if m.roots.is_empty() {
+                "(all)".to_string()
+            } else {
+                m.roots.join(", ")
+            }
+        );
+        println!("regorus:         {}", m.regorus_version);
+        println!("built by:        sark {}", m.sark_version);
+        println!(
+            "signature:       {}",
+            bundle.signature().map_or("none".to_string(), |s| format!(
+                "{} key {} (not verified: give --verification-key to eval/serve)",
+                s.alg, s.key_id
+            ))
+        );
+        println!(
+            "sizes:           file {} B, component {} B, payload {} B, data {} B",
+            bundle.bytes().len(),
+            bundle.component_bytes().len(),
+            bundle.payload_len(),
+            m.data_bytes
+        );
+        println!("modules:");
+        for module in &m.modules {
+            println!("  {} ({} B)", module.path, module.bytes);
+        }
+        println!("imports:");
+        for i in imports {
+            println!("  {i}");
+        }
+        if !m.metadata.is_null() {
+            println!("metadata:        {}", m.metadata);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,143 @@
+//! [`ServiceBuilder`]: the one place a [`DecisionService`] is assembled from a configuration
+//! and a bundle. The CLI, the server, the tests, the benches and the fuzz targets all use it,
+//! so each of them runs what the binary runs.
+
+use super::{DecisionService, LoadedBundle};
+use crate::bundle::Bundle;
+use crate::cache::{DecisionCache, SharedCache};
+use crate::cluster::{Cluster, RedisDecisionCache};
+use crate::config::Config;
+use crate::decision_log::DecisionLog;
+use crate::flags::RolloutFlags;
+use crate::metrics::Metrics;
+use crate::runtime::{CodeCache, WasmRuntime, default_pool_size};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How often expired decisions are swept from the cache while the service runs.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Assembles a [`DecisionService`]. The parts that need background tasks — the decision
+/// log writer, the cluster's Redis subscriber, the cache sweeper — start only when a tokio
+/// runtime is given with [`ServiceBuilder::background`] (as `sark serve` does); one-shot
+/// commands run without them.
+pub struct ServiceBuilder {
+    config: Config,
+    code_cache: Option<Option<CodeCache>>,
+    pool_size: usize,
+    state_file: Option<PathBuf>,
+    candidate: Option<Bundle>,
+    background: Option<tokio::runtime::Handle>,
+}
+
+impl ServiceBuilder {
+    /// A builder for `config`: the default code cache directory, the default pool size, no
+    /// state file, no candidate, no background tasks.
+    pub fn new(config: &Config) -> Self {
+        ServiceBuilder {
+            config: config.clone(),
+            code_cache: None,
+            pool_size: default_pool_size(),
+            state_file: None,
+            candidate: None,
+            background: None,
+        }
+    }
+
+    /// Uses this compiled-code cache (`None`: compile in memory, cache nothing) instead of
+    /// the default directory.
+    pub fn code_cache(mut self, cache: Option<CodeCache>) -> Self {
+        self.code_cache = Some(cache);
+        self
+    }
+
+    /// Idle instances (and native engines) kept per bundle.
+    pub fn pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size;
+        self
+    }
+
+    /// Persists rollout changes to this file (and starts from it when it exists).
+    pub fn state_file(mut self, path: Option<PathBuf>) -> Self {
+        self.state_file = path;
+        self
+    }
+
+    /// The policy canary's candidate bundle.
+    pub fn candidate(mut self, bundle: Option<Bundle>) -> Self {
+        self.candidate = bundle;
+        self
+    }
+
+    /// Starts the background parts on `runtime`: the cache sweeper, and as configured the
+    /// decision log writer and the cluster (rollout state and shared cache in Redis).
+    pub fn background(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.background = Some(runtime);
+        self
+    }
+
+    /// Loads `bundle` (and the candidate) on both paths and assembles the service.
+    pub fn build(self, bundle: Bundle) -> anyhow::Result<DecisionService> {
+        let config = &self.config;
+        let code_cache = match self.code_cache {
+            Some(cache) => cache,
+            None => CodeCache::new(CodeCache::default_dir()).ok(),
+        };
+        let runtime =
+            WasmRuntime::new(config.limits, code_cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let load = |b: Bundle| LoadedBundle::load(&runtime, b, config.limits, self.pool_size);
+        let active = load(bundle)?;
+        let candidate = self
+            .candidate
+            .map(|b| load(b).context("candidate bundle"))
+            .transpose()?;
+        let flags = Arc::new(RolloutFlags::new(config, self.state_file)?);
+        let metrics = Arc::new(Metrics::new());
+        let c = &config.features.decision_cache;
+        let cache = Arc::new(DecisionCache::new(
+            c.max_size,
+            Duration::from_secs(c.ttl_seconds),
+        ));
+
+        let (mut cluster, mut shared, mut log) = (None, None, None);
+        if let Some(handle) = &self.background {
+            let _entered = handle.enter();
+            cache.spawn_sweeper(SWEEP_INTERVAL);
+            if let Some(c) = &config.cluster {
+                let joined = Arc::new(
+                    Cluster::new(c, flags.clone(), metrics.clone()).context("cluster")?,
+                );
+                joined.spawn();
+                if config.features.decision_cache.shared {
+                    shared = Some(
+                        Arc::new(RedisDecisionCache::new(joined.clone())) as Arc<dyn SharedCache>
+                    );
+                }
+                cluster = Some(joined);
+            }
+            if config.decision_log.enabled {
+                log = Some(DecisionLog::start(
+                    &config.decision_log,
+                    metrics.clone(),
+                    handle,
+                )?);
+            }
+        }
+        Ok(DecisionService {
+            limits: config.limits,
+            pool_size: self.pool_size,
+            active: RwLock::new(Arc::new(active)),
+            candidate: RwLock::new(candidate.map(Arc::new)),
+            canary_mode: config.features.policy_canary.mode,
+            cache,
+            shared,
+            cluster,
+            flags,
+            metrics,
+            log,
+            runtime,
+        })
+    }
+}

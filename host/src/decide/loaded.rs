@@ -1,0 +1,56 @@
+//! A bundle loaded on both paths, as the decision service holds it.
+
+use crate::bundle::{Bundle, BundleManifest};
+use crate::config::Limits;
+use crate::evaluator::{Evaluator, PathKind};
+use crate::native::NativePolicy;
+use crate::runtime::{WasmPolicy, WasmRuntime};
+use std::sync::Arc;
+
+/// A bundle loaded on both paths.
+pub struct LoadedBundle {
+    /// The verified bundle's manifest. The file's bytes are not kept: once both paths
+    /// are loaded they are dead weight (about 10 MB for the example policies).
+    pub manifest: BundleManifest,
+    /// The component path.
+    pub wasm: WasmPolicy,
+    /// The native path.
+    pub native: NativePolicy,
+    /// Identity used in cache keys: `<revision>@<content hash>`.
+    pub id: Arc<str>,
+    /// Whether the compiled code came from the on-disk cache.
+    pub code_cache_hit: bool,
+}
+
+impl LoadedBundle {
+    /// Loads `bundle` on both paths: the component on `runtime`, the payload natively under
+    /// `limits`; each path keeps at most `pool_size` idle instances.
+    pub fn load(
+        runtime: &WasmRuntime,
+        bundle: Bundle,
+        limits: Limits,
+        pool_size: usize,
+    ) -> anyhow::Result<Self> {
+        let (wasm, code_cache_hit) = runtime
+            .load(&bundle, pool_size)
+            .map_err(|e| anyhow::anyhow!("cannot load the bundle component: {e:#}"))?;
+        let native = NativePolicy::load(&bundle, limits, pool_size)?;
+        let manifest = bundle.manifest().clone();
+        let id = format!("{}@{}", manifest.revision, manifest.content_hash).into();
+        Ok(LoadedBundle {
+            manifest,
+            wasm,
+            native,
+            id,
+            code_cache_hit,
+        })
+    }
+
+    /// The evaluator of `path`.
+    pub fn evaluator(&self, path: PathKind) -> &dyn Evaluator {
+        match path {
+            PathKind::Wasm => &self.wasm,
+            PathKind::Native => &self.native,
+        }
+    }
+}

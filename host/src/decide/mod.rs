@@ -1,0 +1,298 @@
+//! The one door every decision goes through — the CLI, the server, the benchmarks, the
+//! tests and the fuzz targets — read top to bottom in three steps:
+//!
+//! 1. [`DecisionService::lookup`]: routing by the rollout flags and the policy canary, the
+//!    canonical input and the cache key, the local cache. Never blocks, never evaluates.
+//! 2. [`DecisionService::evaluate`] (a miss): the shared cache, the chosen path, the
+//!    fallback to the native path, storing the result. May block up to the deadline.
+//! 3. [`DecisionService::record`]: the observer — the live comparison, the decision log
+//!    and the policy canary's shadow evaluation.
+//!
+//! [`DecisionService::decide`] runs all three. [`ServiceBuilder`] assembles a service.
+
+mod builder;
+mod canonical;
+mod loaded;
+mod observer;
+mod request;
+
+pub use builder::ServiceBuilder;
+pub use canonical::canonical_json;
+pub use loaded::LoadedBundle;
+pub use request::{Decided, Decision, DecisionRequest, Lookup, Pending, Target};
+
+use crate::bundle::Bundle;
+use crate::cache::{CacheKey, DecisionCache, SharedCache, SharedKey};
+use crate::cluster::Cluster;
+use crate::config::{CanaryMode, Limits};
+use crate::decision_log::DecisionLog;
+use crate::evaluator::{EvalError, PathKind};
+use crate::flags::{DECISION_CACHE, POLICY_CANARY, RolloutFlags, WASM_ENGINE};
+use crate::metrics::Metrics;
+use crate::runtime::WasmRuntime;
+use canonical::{DecisionMeta, meta_of, outcome_of, user_key_of};
+use request::{Cached, Route};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Flags, cache, metrics and the active bundle behind one door.
+pub struct DecisionService {
+    runtime: WasmRuntime,
+    limits: Limits,
+    pool_size: usize,
+    active: RwLock<Arc<LoadedBundle>>,
+    candidate: RwLock<Option<Arc<LoadedBundle>>>,
+    canary_mode: CanaryMode,
+    cache: Arc<DecisionCache>,
+    shared: Option<Arc<dyn SharedCache>>,
+    cluster: Option<Arc<Cluster>>,
+    flags: Arc<RolloutFlags>,
+    metrics: Arc<Metrics>,
+    log: Option<DecisionLog>,
+}
+
+impl DecisionService {
+    /// The wasmtime runtime the bundles are loaded on.
+    pub fn runtime(&self) -> &WasmRuntime {
+        &self.runtime
+    }
+
+    /// Loads another bundle on both paths, with this service's runtime, limits and pool size
+    /// (for [`Self::swap_bundle`] or [`Self::set_candidate`]).
+    pub fn load_bundle(&self, bundle: Bundle) -> anyhow::Result<LoadedBundle> {
+        LoadedBundle::load(&self.runtime, bundle, self.limits, self.pool_size)
+    }
+
+    /// The active bundle.
+    pub fn active(&self) -> Arc<LoadedBundle> {
+        self.active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new bundle; decisions cached for the old one are dropped. In-flight
+    /// decisions finish on the bundle they started with.
+    pub fn swap_bundle(&self, bundle: LoadedBundle) -> Arc<LoadedBundle> {
+        let new = Arc::new(bundle);
+        let old = std::mem::replace(
+            &mut *self.active.write().unwrap_or_else(|p| p.into_inner()),
+            new,
+        );
+        self.cache.clear();
+        old
+    }
+
+    /// Sets (or clears) the candidate bundle of the policy canary.
+    pub fn set_candidate(&self, bundle: Option<LoadedBundle>) {
+        *self.candidate.write().unwrap_or_else(|p| p.into_inner()) = bundle.map(Arc::new);
+    }
+
+    /// The candidate bundle, if any.
+    pub fn candidate(&self) -> Option<Arc<LoadedBundle>> {
+        self.candidate
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// How the candidate is used.
+    pub fn canary_mode(&self) -> CanaryMode {
+        self.canary_mode
+    }
+
+    /// The decision cache.
+    pub fn cache(&self) -> &Arc<DecisionCache> {
+        &self.cache
+    }
+
+    /// The cluster's shared state, when the service runs in one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// The rollout flags.
+    pub fn flags(&self) -> &Arc<RolloutFlags> {
+        &self.flags
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn metrics_text(&self) -> String {
+        self.metrics
+            .encode(Some(self.cache.stats()), &self.flags.all())
+    }
+
+    /// Makes one decision: lookup, evaluation on a miss, record (without a decision log
+    /// entry: a front door that logs calls the steps itself, with its decision id).
+    pub fn decide(&self, req: &DecisionRequest<'_>) -> Result<Decision, EvalError> {
+        let decided = match self.lookup(req) {
+            Lookup::Hit(d) => d,
+            Lookup::Miss(pending) => self.evaluate(pending),
+        };
+        self.record(decided, None)
+    }
+
+    /// Step 1: picks the bundle (policy canary in route mode) and the path (`wasm_engine`,
+    /// or the forced path), canonicalizes the input once, and answers from the local cache
+    /// when the user is in the `decision_cache` rollout and it holds the decision.
+    pub fn lookup<'r>(&self, req: &DecisionRequest<'r>) -> Lookup<'r> {
+        let started = Instant::now();
+        let user = req.user_key.unwrap_or_else(|| user_key_of(req.input));
+        let routed = match self.canary_mode {
+            CanaryMode::Route => self
+                .candidate()
+                .filter(|_| self.flags.is_on(POLICY_CANARY, user)),
+            CanaryMode::Shadow => None,
+        };
+        let canary = routed.is_some();
+        let bundle = routed.unwrap_or_else(|| self.active());
+        let path = match req.force_path {
+            Some(p) => p,
+            None if self.flags.is_on(WASM_ENGINE, user) => PathKind::Wasm,
+            None => PathKind::Native,
+        };
+        let cache_on = matches!(req.target, Target::Entrypoint(_))
+            && !req.bypass_cache
+            && self.flags.is_on(DECISION_CACHE, user);
+        self.metrics.assignment(WASM_ENGINE, path.as_str());
+        self.metrics
+            .assignment(DECISION_CACHE, if cache_on { "on" } else { "off" });
+
+        let route = Route {
+            req: *req,
+            bundle,
+            path,
+            canary,
+            canonical: req.input.map(canonical_json).unwrap_or_default(),
+            started,
+        };
+        let cache = cache_on.then(|| {
+            let entrypoint: Arc<str> =
+                sark_guest::normalize_entrypoint(req.target.as_str()).into();
+            let key = CacheKey::new(route.bundle.id.clone(), entrypoint.clone(), &route.canonical);
+            (key, entrypoint)
+        });
+        if let Some((key, _)) = &cache {
+            let t = Instant::now();
+            let found = self.cache.get(key, &route.canonical);
+            self.metrics.cache_get(t.elapsed(), found.is_some());
+            if let Some(result) = found {
+                let outcome = Ok(route.decision(result, path, Cached::Local, None));
+                return Lookup::Hit(Decided { route, outcome });
+            }
+        }
+        Lookup::Miss(Pending { route, cache })
+    }
+
+    /// Step 2: the shared cache (bounded by its own timeout), then evaluation on the chosen
+    /// path; a deadline or a lost instance on the component falls back to the native path
+    /// when `wasm_engine.fallback_on_error` is set. The result is stored in both caches.
+    pub fn evaluate<'r>(&self, pending: Pending<'r>) -> Decided<'r> {
+        let Pending { route, cache } = pending;
+        let outcome = self.evaluate_miss(&route, cache);
+        Decided { route, outcome }
+    }
+
+    fn evaluate_miss(
+        &self,
+        route: &Route<'_>,
+        cache: Option<(CacheKey, Arc<str>)>,
+    ) -> Result<Decision, EvalError> {
+        let shared = match (&cache, &self.shared) {
+            (Some((_, entrypoint)), Some(store)) => Some((
+                store,
+                SharedKey::new(&route.bundle.id, entrypoint, &route.canonical),
+            )),
+            _ => None,
+        };
+        if let (Some((store, shared_key)), Some((key, _))) = (&shared, &cache)
+            && let Some((result, ttl)) = store.get(shared_key)
+        {
+            self.cache
+                .insert(key.clone(), &route.canonical, result.clone(), Some(ttl));
+            return Ok(route.decision(result, route.path, Cached::Shared, None));
+        }
+
+        // Evaluators take the input as JSON text; the canonical form is that text.
+        let input_json = std::str::from_utf8(&route.canonical).unwrap_or("");
+        let target = route.req.target;
+        let (result, meta, used, fallback_from) =
+            match run(&self.metrics, &route.bundle, route.path, target, input_json) {
+                Ok((r, meta)) => (r, meta, route.path, None),
+                Err(e)
+                    if route.path == PathKind::Wasm
+                        && route.req.force_path.is_none()
+                        && e.allows_fallback() =>
+                {
+                    let fallback = self
+                        .flags
+                        .get(WASM_ENGINE)
+                        .is_some_and(|f| f.fallback_on_error);
+                    if !fallback {
+                        return Err(e);
+                    }
+                    let kind = e.kind();
+                    tracing::warn!(target = target.as_str(), error = %e, "component failed; evaluating on the native path");
+                    self.metrics.fallback(WASM_ENGINE, kind);
+                    let (r, meta) =
+                        run(&self.metrics, &route.bundle, PathKind::Native, target, input_json)?;
+                    (r, meta, PathKind::Native, Some(kind))
+                }
+                Err(e) => return Err(e),
+            };
+        let result: Option<Arc<str>> = result.map(Arc::from);
+
+        if let Some((key, _)) = cache {
+            let ttl = meta
+                .cache_ttl
+                .filter(|t| t.is_finite() && *t >= 0.0)
+                .map(Duration::from_secs_f64);
+            let t = Instant::now();
+            self.cache
+                .insert(key, &route.canonical, result.clone(), ttl);
+            self.metrics.cache_set(t.elapsed());
+            if let Some((store, shared_key)) = shared {
+                store.put(
+                    shared_key,
+                    result.clone(),
+                    ttl.unwrap_or(self.cache.default_ttl()),
+                );
+            }
+        }
+        Ok(route.decision(result, used, Cached::No, fallback_from))
+    }
+}
+
+/// Evaluates `target` on one path of `bundle` and records the evaluation's metrics: the one
+/// evaluation step of the service (decisions, fallbacks and the canary's shadow).
+fn run(
+    metrics: &Metrics,
+    bundle: &LoadedBundle,
+    path: PathKind,
+    target: Target<'_>,
+    input_json: &str,
+) -> Result<(Option<String>, DecisionMeta), EvalError> {
+    let t = Instant::now();
+    let evaluator = bundle.evaluator(path);
+    let r = match target {
+        Target::Entrypoint(entrypoint) => evaluator.evaluate(entrypoint, input_json),
+        Target::Query(query) => evaluator.query(query, input_json).map(Some),
+    };
+    let elapsed = t.elapsed();
+    match r {
+        Ok(v) => {
+            let meta = meta_of(v.as_deref());
+            metrics.evaluation(path, elapsed, outcome_of(v.as_deref(), &meta));
+            Ok((v, meta))
+        }
+        Err(e) => {
+            metrics.evaluation_error(path, elapsed, e.kind());
+            Err(e)
+        }
+    }
+}
