@@ -1,13 +1,14 @@
-//! Criterion benchmarks of one evaluation on each path, and of instantiation.
+//! Criterion benchmarks of one gateway decision: each path's evaluator alone, a miss and a
+//! cache hit through `DecisionService::decide`, and instantiation. The service is assembled
+//! by `ServiceBuilder`, as the binary assembles it.
 //! Run with `make bench` (it builds the example bundle first) or
 //! `cargo bench -p sark --bench evaluate` after `make bundle`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sark::Evaluator;
 use sark::bundle::Bundle;
-use sark::config::Limits;
-use sark::native::NativePolicy;
-use sark::runtime::{CodeCache, WasmRuntime};
+use sark::config::Config;
+use sark::decide::{DecisionRequest, ServiceBuilder};
 use std::hint::black_box;
 use std::path::PathBuf;
 
@@ -15,33 +16,45 @@ fn evaluate(c: &mut Criterion) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let bundle = Bundle::read(&root.join("target/bundles/mcp.wasm"))
         .expect("run `make bundle` first to build target/bundles/mcp.wasm");
-    let input =
+    let text =
         std::fs::read_to_string(root.join("policies/samples/developer-create-issue.json")).unwrap();
-    let runtime = WasmRuntime::new(
-        Limits::default(),
-        CodeCache::new(CodeCache::default_dir()).ok(),
-    )
-    .unwrap();
-    let (wasm, _) = runtime.load(&bundle, 4).unwrap();
-    let native = NativePolicy::load(&bundle, Limits::default(), 4).unwrap();
+    let input: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let service = ServiceBuilder::new(&Config::default())
+        .pool_size(4)
+        .build(bundle)
+        .unwrap();
+    let active = service.active();
+    let entrypoint = "mcp/gateway/decision";
 
     let mut group = c.benchmark_group("gateway_decision");
     group.bench_function("wasm", |b| {
         b.iter(|| {
-            wasm.evaluate(black_box("mcp/gateway/decision"), black_box(&input))
+            active
+                .wasm
+                .evaluate(black_box(entrypoint), black_box(&text))
                 .unwrap()
         })
     });
     group.bench_function("native", |b| {
         b.iter(|| {
-            native
-                .evaluate(black_box("mcp/gateway/decision"), black_box(&input))
+            active
+                .native
+                .evaluate(black_box(entrypoint), black_box(&text))
                 .unwrap()
         })
     });
+    let mut miss = DecisionRequest::new(entrypoint, Some(&input));
+    miss.bypass_cache = true;
+    group.bench_function("decide_wasm_miss", |b| {
+        b.iter(|| service.decide(black_box(&miss)).unwrap())
+    });
+    let hit = DecisionRequest::new(entrypoint, Some(&input));
+    group.bench_function("decide_cache_hit", |b| {
+        b.iter(|| service.decide(black_box(&hit)).unwrap())
+    });
     group.finish();
     c.bench_function("instantiate_from_instance_pre", |b| {
-        b.iter(|| wasm.instantiate_once().unwrap())
+        b.iter(|| active.wasm.instantiate_once().unwrap())
     });
 }
 

@@ -711,7 +711,7 @@ fn recursive_functions_are_refused_at_build() {
 
 #[test]
 fn signed_bundles_are_verified() {
-    use sark::bundle::signing::SIGNATURE_SECTION;
+    use sark::bundle::SIGNATURE_SECTION;
     use sark::bundle::{Bundle, append_custom_section};
 
     let dir = scratch("signing");

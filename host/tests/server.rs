@@ -518,14 +518,19 @@ decision_log: {{ enabled: true, output: {:?} }}
     assert_eq!(code, 500, "{body}");
     let metrics = s.metrics();
     assert!(
-        metrics.contains(r#"implementation_fallback_total{feature="wasm_engine",error_type="timeout"} 1"#),
+        metrics.contains(
+            r#"implementation_fallback_total{feature="wasm_engine",error_type="timeout"} 1"#
+        ),
         "{metrics}"
     );
     let failed = log_record(&log, "evaluation_error");
     assert_eq!(failed["path"], "data.failures.conflict", "{failed}");
     assert!(failed.get("result").is_none(), "{failed}");
     assert!(
-        failed["error"]["message"].as_str().unwrap().contains("conflict"),
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("conflict"),
         "{failed}"
     );
 }

@@ -154,11 +154,7 @@ impl Bundle {
                 manifest.payload_sha256
             )));
         }
-        let signature = match sections
-            .iter()
-            .rev()
-            .find(|s| s.name == SIGNATURE_SECTION)
-        {
+        let signature = match sections.iter().rev().find(|s| s.name == SIGNATURE_SECTION) {
             None => None,
             Some(s) if s.start < manifest_section.start => {
                 return Err(BundleError::Tampered(

@@ -1,12 +1,12 @@
 //! The last step of `sark build`: append the payload and the manifest (with the digests of
 //! the component part and of the payload) to the snapshotted component.
 
+use super::BuildError;
 use super::artifact::{
     BundleManifest, MANIFEST_FORMAT, MANIFEST_SECTION, ModuleEntry, PAYLOAD_SECTION,
     append_custom_section, sha256_hex,
 };
 use super::assemble::Assembled;
-use super::BuildError;
 
 /// The payload as the component's loader and the native path read it.
 pub fn encode_payload(assembled: &Assembled) -> Result<Vec<u8>, BuildError> {

@@ -64,7 +64,9 @@ impl Args {
             eprintln!("warning: the component failed ({kind}); decided on the native path");
         }
         let out = match (target, decision.result) {
-            (Target::Query(_), rows) => format!("{{\"result\":{}}}", rows.as_deref().unwrap_or("[]")),
+            (Target::Query(_), rows) => {
+                format!("{{\"result\":{}}}", rows.as_deref().unwrap_or("[]"))
+            }
             (Target::Entrypoint(_), Some(v)) => format!("{{\"result\":{v}}}"),
             (Target::Entrypoint(_), None) => "{}".to_string(),
         };

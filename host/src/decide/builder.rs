@@ -106,14 +106,13 @@ impl ServiceBuilder {
             let _entered = handle.enter();
             cache.spawn_sweeper(SWEEP_INTERVAL);
             if let Some(c) = &config.cluster {
-                let joined = Arc::new(
-                    Cluster::new(c, flags.clone(), metrics.clone()).context("cluster")?,
-                );
+                let joined =
+                    Arc::new(Cluster::new(c, flags.clone(), metrics.clone()).context("cluster")?);
                 joined.spawn();
                 if config.features.decision_cache.shared {
-                    shared = Some(
-                        Arc::new(RedisDecisionCache::new(joined.clone())) as Arc<dyn SharedCache>
-                    );
+                    shared =
+                        Some(Arc::new(RedisDecisionCache::new(joined.clone()))
+                            as Arc<dyn SharedCache>);
                 }
                 cluster = Some(joined);
             }

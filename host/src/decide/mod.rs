@@ -172,9 +172,12 @@ impl DecisionService {
             started,
         };
         let cache = cache_on.then(|| {
-            let entrypoint: Arc<str> =
-                sark_guest::normalize_entrypoint(req.target.as_str()).into();
-            let key = CacheKey::new(route.bundle.id.clone(), entrypoint.clone(), &route.canonical);
+            let entrypoint: Arc<str> = sark_guest::normalize_entrypoint(req.target.as_str()).into();
+            let key = CacheKey::new(
+                route.bundle.id.clone(),
+                entrypoint.clone(),
+                &route.canonical,
+            );
             (key, entrypoint)
         });
         if let Some((key, _)) = &cache {
@@ -221,30 +224,40 @@ impl DecisionService {
         // Evaluators take the input as JSON text; the canonical form is that text.
         let input_json = std::str::from_utf8(&route.canonical).unwrap_or("");
         let target = route.req.target;
-        let (result, meta, used, fallback_from) =
-            match run(&self.metrics, &route.bundle, route.path, target, input_json) {
-                Ok((r, meta)) => (r, meta, route.path, None),
-                Err(e)
-                    if route.path == PathKind::Wasm
-                        && route.req.force_path.is_none()
-                        && e.allows_fallback() =>
-                {
-                    let fallback = self
-                        .flags
-                        .get(WASM_ENGINE)
-                        .is_some_and(|f| f.fallback_on_error);
-                    if !fallback {
-                        return Err(e);
-                    }
-                    let kind = e.kind();
-                    tracing::warn!(target = target.as_str(), error = %e, "component failed; evaluating on the native path");
-                    self.metrics.fallback(WASM_ENGINE, kind);
-                    let (r, meta) =
-                        run(&self.metrics, &route.bundle, PathKind::Native, target, input_json)?;
-                    (r, meta, PathKind::Native, Some(kind))
+        let (result, meta, used, fallback_from) = match run(
+            &self.metrics,
+            &route.bundle,
+            route.path,
+            target,
+            input_json,
+        ) {
+            Ok((r, meta)) => (r, meta, route.path, None),
+            Err(e)
+                if route.path == PathKind::Wasm
+                    && route.req.force_path.is_none()
+                    && e.allows_fallback() =>
+            {
+                let fallback = self
+                    .flags
+                    .get(WASM_ENGINE)
+                    .is_some_and(|f| f.fallback_on_error);
+                if !fallback {
+                    return Err(e);
                 }
-                Err(e) => return Err(e),
-            };
+                let kind = e.kind();
+                tracing::warn!(target = target.as_str(), error = %e, "component failed; evaluating on the native path");
+                self.metrics.fallback(WASM_ENGINE, kind);
+                let (r, meta) = run(
+                    &self.metrics,
+                    &route.bundle,
+                    PathKind::Native,
+                    target,
+                    input_json,
+                )?;
+                (r, meta, PathKind::Native, Some(kind))
+            }
+            Err(e) => return Err(e),
+        };
         let result: Option<Arc<str>> = result.map(Arc::from);
 
         if let Some((key, _)) = cache {

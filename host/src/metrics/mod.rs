@@ -5,16 +5,17 @@
 use crate::cache::CacheStats;
 use crate::evaluator::PathKind;
 use crate::flags::Feature;
+use live::LiveWindow;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use live::LiveWindow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod cluster;
 mod live;
 
 type Labels = Vec<(&'static str, String)>;
@@ -407,41 +408,6 @@ impl Metrics {
                 ("endpoint", endpoint.to_string()),
                 ("reason", reason.to_string()),
             ])
-            .inc();
-    }
-
-    /// Records a shared-cache lookup (`result` = hit | miss | error | timeout | unavailable).
-    pub fn shared_cache_get(&self, elapsed: Duration, result: &str) {
-        if result != "unavailable" {
-            self.shared_cache_get.observe(elapsed.as_secs_f64());
-        }
-        self.shared_cache_op("get", result);
-    }
-
-    /// Records a shared-cache write (`result` = ok | error | timeout | dropped).
-    pub fn shared_cache_set(&self, result: &str) {
-        self.shared_cache_op("set", result);
-    }
-
-    fn shared_cache_op(&self, operation: &str, result: &str) {
-        self.cache_ops
-            .get_or_create(&vec![
-                ("implementation", "redis".to_string()),
-                ("operation", operation.to_string()),
-                ("result", result.to_string()),
-            ])
-            .inc();
-    }
-
-    /// Sets whether the cluster's Redis is reachable.
-    pub fn cluster_connected(&self, connected: bool) {
-        self.cluster_connected.set(i64::from(connected));
-    }
-
-    /// Records a rollout change applied from the cluster.
-    pub fn cluster_rollout_applied(&self, source: &str) {
-        self.cluster_updates
-            .get_or_create(&vec![("source", source.to_string())])
             .inc();
     }
 
