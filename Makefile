@@ -63,6 +63,7 @@ bench: bundle cluster-deps
 	$(CARGO) bench -p sark --bench evaluate
 	bench/load.sh
 	python3 bench/cluster.py $(SARK) $(BUNDLE)
+	python3 bench/edit.py $(SARK) policies
 
 # Soak and fault test (10 minutes; not in CI): SOAK_SECONDS=60 make soak for a short run.
 soak: host

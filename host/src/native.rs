@@ -49,20 +49,19 @@ impl NativePolicy {
         &self,
         f: impl FnOnce(&mut PolicySet) -> Result<T, PolicyError>,
     ) -> Result<T, EvalError> {
-        let mut set = match self.idle.take() {
-            Some(s) => s,
-            None => self
-                .template
+        let mut set = self.idle.checkout(|| {
+            self.template
                 .lock()
-                .map_err(|_| EvalError::Instance("native policy template is poisoned".into()))?
-                .clone(),
-        };
+                .map(|t| t.clone())
+                .map_err(|_| EvalError::Instance("native policy template is poisoned".into()))
+        })?;
         // Regorus can panic on some inputs; on this path a panic must not take the host
         // down. The engine that panicked may be inconsistent, so it is dropped.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut set)));
         let result = match outcome {
             Ok(result) => result,
             Err(panic) => {
+                self.idle.discard();
                 let msg = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
@@ -73,7 +72,7 @@ impl NativePolicy {
                 )));
             }
         };
-        self.idle.put(set);
+        self.idle.checkin(set);
         result.map_err(EvalError::Policy)
     }
 }

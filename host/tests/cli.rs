@@ -462,7 +462,7 @@ fn compiled_code_cache_is_reused() {
     let cache = scratch("codecache");
     let bundle = example_bundle().to_str().unwrap();
     let input = root().join("policies/samples/developer-create-issue.json");
-    let eval = || {
+    let eval = |bundle: &str| {
         sark()
             .env("SARK_CACHE_DIR", &cache)
             .env("SARK_LOG", "sark=debug")
@@ -477,22 +477,53 @@ fn compiled_code_cache_is_reused() {
             .output()
             .unwrap()
     };
-    let first = eval();
+    let first = eval(bundle);
     assert!(first.status.success());
     let log = String::from_utf8_lossy(&first.stderr);
-    assert!(log.contains("compiled the bundle component"), "{log}");
+    assert!(log.contains("compiled the evaluator component"), "{log}");
     let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
     assert_eq!(entries.len(), 1, "one compiled artifact is cached");
 
-    let second = eval();
+    let second = eval(bundle);
     let log = String::from_utf8_lossy(&second.stderr);
     assert!(
-        log.contains("loaded the compiled bundle component from the cache"),
+        log.contains("loaded the compiled evaluator component from the cache"),
         "{log}"
     );
     assert_eq!(
         String::from_utf8_lossy(&second.stdout).trim(),
         r#"{"result":true}"#
+    );
+
+    // An edited policy is a new bundle on the same evaluator: nothing is compiled again.
+    let dir = scratch("codecache-edited");
+    let src = dir.join("src");
+    copy_dir(&root().join("policies"), &src);
+    let rego = src.join("mcp/a2a/a2a.rego");
+    let mut text = std::fs::read_to_string(&rego).unwrap();
+    text.push_str("\n# an edit\n");
+    std::fs::write(&rego, text).unwrap();
+    let edited = dir.join("edited.wasm");
+    build(&src, &edited, &[]);
+    let third = eval(edited.to_str().unwrap());
+    let log = String::from_utf8_lossy(&third.stderr);
+    assert!(third.status.success(), "{log}");
+    assert!(
+        log.contains("loaded the compiled evaluator component from the cache")
+            && !log.contains("compiled the evaluator component"),
+        "{log}"
+    );
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+    let inspect = sark()
+        .env("SARK_CACHE_DIR", &cache)
+        .args(["inspect", edited.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    let v = json(&String::from_utf8_lossy(&inspect.stdout));
+    assert_eq!(v["compiled_code"]["shared"], true, "{v}");
+    assert!(
+        v["compiled_code"]["cached_bytes"].as_u64().unwrap() > 1_000_000,
+        "{v}"
     );
 
     // A corrupt cache entry is recompiled, not trusted.
@@ -503,13 +534,26 @@ fn compiled_code_cache_is_reused() {
         .unwrap()
         .path();
     std::fs::write(&entry, b"garbage").unwrap();
-    let third = eval();
+    let fourth = eval(bundle);
     assert!(
-        third.status.success(),
+        fourth.status.success(),
         "{}",
-        String::from_utf8_lossy(&third.stderr)
+        String::from_utf8_lossy(&fourth.stderr)
     );
-    assert!(String::from_utf8_lossy(&third.stderr).contains("compiled the bundle component"));
+    assert!(String::from_utf8_lossy(&fourth.stderr).contains("compiled the evaluator component"));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let p = entry.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -230,3 +230,51 @@ fn a_finished_bundle_refuses_a_second_payload() {
     let text = format!("{:?}", results[0]);
     assert!(text.contains("already loaded"), "{text}");
 }
+
+#[test]
+fn bundles_of_another_evaluator_run_on_their_own_snapshot() {
+    // A bundle built by another sark (another evaluator) cannot use the carried evaluator:
+    // its own snapshotted component is compiled and runs, with the same decisions.
+    use sark::bundle::{MANIFEST_SECTION, append_custom_section, top_level_custom_sections};
+    let bundle = Bundle::read(example_bundle()).unwrap();
+    let sections = top_level_custom_sections(bundle.bytes()).unwrap();
+    let at = sections
+        .iter()
+        .find(|s| s.name == MANIFEST_SECTION)
+        .unwrap()
+        .start;
+    let mut manifest = bundle.manifest().clone();
+    manifest.evaluator_sha256 = "0".repeat(64);
+    let mut bytes = bundle.bytes()[..at].to_vec();
+    append_custom_section(
+        &mut bytes,
+        MANIFEST_SECTION,
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    let foreign = Bundle::from_bytes(bytes).unwrap();
+
+    let runtime = WasmRuntime::new(Limits::default(), code_cache()).unwrap();
+    let (own, _) = runtime.load(&foreign, 2).unwrap();
+    let (carried, _) = runtime.load(&bundle, 2).unwrap();
+    assert!(!own.loads_payload() && carried.loads_payload());
+    assert!(!runtime.compiled_code(&foreign).shared);
+    assert!(runtime.compiled_code(&bundle).shared);
+    assert_eq!(own.info(), carried.info());
+    for (sample, entrypoint) in samples() {
+        let input = std::fs::read_to_string(&sample).unwrap();
+        assert_eq!(
+            own.evaluate(entrypoint, &input).unwrap(),
+            carried.evaluate(entrypoint, &input).unwrap(),
+            "{}",
+            sample.display()
+        );
+    }
+    let tests = |p: &WasmPolicy| {
+        p.run_tests(None)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.passed))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tests(&own), tests(&carried));
+}

@@ -2,6 +2,8 @@
 
 use super::Format;
 use crate::bundle::Bundle;
+use crate::config::Config;
+use crate::runtime::{CodeCache, CompiledCode, WasmRuntime};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +24,12 @@ impl Args {
         let bundle = Bundle::read(&self.bundle)?;
         let m = bundle.manifest();
         let imports = bundle.imports()?;
+        let runtime = WasmRuntime::new(
+            Config::default().limits,
+            CodeCache::new(CodeCache::default_dir()).ok(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let compiled = runtime.compiled_code(&bundle);
         if self.format == Format::Json {
             let mut v = serde_json::to_value(m)?;
             v["file_bytes"] = bundle.bytes().len().into();
@@ -29,6 +37,7 @@ impl Args {
             v["payload_bytes"] = bundle.payload_len().into();
             v["imports"] = imports.into();
             v["signature"] = serde_json::to_value(bundle.signature())?;
+            v["compiled_code"] = serde_json::to_value(compiled)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(ExitCode::SUCCESS);
         }
@@ -60,6 +69,7 @@ impl Args {
             bundle.payload_len(),
             m.data_bytes
         );
+        println!("compiled code:   {}", describe(compiled));
         println!("modules:");
         for module in &m.modules {
             println!("  {} ({} B)", module.path, module.bytes);
@@ -72,5 +82,18 @@ impl Args {
             println!("metadata:        {}", m.metadata);
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// One line on the bundle's compiled code.
+fn describe(c: CompiledCode) -> String {
+    let size = match c.cached_bytes {
+        Some(b) => format!("{:.1} MB in the code cache", b as f64 / 1e6),
+        None => "not in the code cache yet".to_string(),
+    };
+    if c.shared {
+        format!("{size}, shared by every bundle built by this sark (the evaluator it carries)")
+    } else {
+        format!("{size}, for this bundle alone (built with another evaluator)")
     }
 }

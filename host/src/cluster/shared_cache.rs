@@ -38,15 +38,15 @@ impl RedisDecisionCache {
         }
     }
 
-    /// An idle lookup connection, or a new one (connecting under `timeout`).
+    /// An idle lookup connection, or a new one (connecting under `timeout`). Check it back
+    /// in after a successful command, discard it after an error.
     fn connection(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-        if let Some(conn) = self.lookups.take() {
-            return Ok(conn);
-        }
-        let conn = self.cluster.client().get_connection_with_timeout(timeout)?;
-        conn.set_read_timeout(Some(timeout))?;
-        conn.set_write_timeout(Some(timeout))?;
-        Ok(conn)
+        self.lookups.checkout(|| {
+            let conn = self.cluster.client().get_connection_with_timeout(timeout)?;
+            conn.set_read_timeout(Some(timeout))?;
+            conn.set_write_timeout(Some(timeout))?;
+            Ok(conn)
+        })
     }
 
     fn redis_key(&self, key: &SharedKey) -> String {
@@ -86,7 +86,9 @@ impl SharedCache for RedisDecisionCache {
                 .query::<(Option<String>, i64)>(&mut conn);
             // After an error (a timeout included) the connection's state is unknown: drop it.
             if answer.is_ok() {
-                self.lookups.put(conn);
+                self.lookups.checkin(conn);
+            } else {
+                self.lookups.discard();
             }
             answer
         });

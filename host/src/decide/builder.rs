@@ -103,6 +103,13 @@ impl ServiceBuilder {
 
         let (mut cluster, mut shared, mut log) = (None, None, None);
         if let Some(handle) = &self.background {
+            // A long-running service fills its pools now, not on its first requests.
+            for bundle in std::iter::once(&active).chain(&candidate) {
+                bundle
+                    .wasm
+                    .prewarm()
+                    .map_err(|e| anyhow::anyhow!("cannot fill the instance pool: {e}"))?;
+            }
             let _entered = handle.enter();
             cache.spawn_sweeper(SWEEP_INTERVAL);
             if let Some(c) = &config.cluster {

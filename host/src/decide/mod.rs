@@ -58,9 +58,15 @@ impl DecisionService {
     }
 
     /// Loads another bundle on both paths, with this service's runtime, limits and pool size
-    /// (for [`Self::swap_bundle`] or [`Self::set_candidate`]).
+    /// (for [`Self::swap_bundle`] or [`Self::set_candidate`]), its instance pool filled so the
+    /// first decisions after the swap do not make instances on the request path.
     pub fn load_bundle(&self, bundle: Bundle) -> anyhow::Result<LoadedBundle> {
-        LoadedBundle::load(&self.runtime, bundle, self.limits, self.pool_size)
+        let loaded = LoadedBundle::load(&self.runtime, bundle, self.limits, self.pool_size)?;
+        loaded
+            .wasm
+            .prewarm()
+            .map_err(|e| anyhow::anyhow!("cannot fill the bundle's instance pool: {e}"))?;
+        Ok(loaded)
     }
 
     /// The active bundle.

@@ -1,7 +1,7 @@
 //! The bare evaluator component (no policies snapshotted in), for `sark conformance`: every
 //! run loads its own payload into a fresh instance through the `loader` export.
 
-use super::core_bindings::EvaluatorCore;
+use super::bindings::EvaluatorCore;
 use super::engine::Ticker;
 use super::{HostState, WasmRuntime};
 use crate::evaluator::EvalError;
@@ -17,17 +17,11 @@ pub struct BareEvaluator {
 }
 
 impl BareEvaluator {
-    /// Compiles [`crate::EVALUATOR_COMPONENT`] on `runtime`'s engine (through its code cache).
+    /// The evaluator `runtime` carries ([`crate::EVALUATOR_COMPONENT`], compiled once).
     pub fn new(runtime: &WasmRuntime) -> anyhow::Result<Self> {
-        let bytes = crate::EVALUATOR_COMPONENT;
-        let digest = crate::bundle::sha256_hex(bytes);
-        let (component, _) = runtime
-            .compile(bytes, &digest)
-            .map_err(|e| anyhow::anyhow!("cannot compile the evaluator component: {e:#}"))?;
-        let pre = runtime
-            .linker()
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow::anyhow!("cannot prepare the evaluator component: {e:#}"))?;
+        let (pre, _) = runtime
+            .carried_evaluator()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Ok(BareEvaluator {
             pre,
             _ticker: runtime.ticker(),

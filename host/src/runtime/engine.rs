@@ -5,10 +5,10 @@
 use super::{CodeCache, HostState, WasmPolicy};
 use crate::bundle::Bundle;
 use crate::config::Limits;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use wasmtime::component::Linker;
+use wasmtime::component::{InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Period of the epoch ticker. Deadlines are whole ticks, so a deadline fires between
@@ -41,6 +41,26 @@ pub struct WasmRuntime {
     limits: Limits,
     cache: Option<CodeCache>,
     ticker: Arc<Ticker>,
+    /// The evaluator this binary carries, compiled (or read from the code cache) on first
+    /// use: the prepared instance and whether the cache had it, or why it failed.
+    carried: OnceLock<Result<(InstancePre<HostState>, bool), String>>,
+}
+
+/// What a bundle's compiled code is, as `sark inspect` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CompiledCode {
+    /// The bundle runs on the evaluator this `sark` carries: one compiled copy serves every
+    /// bundle built by this `sark`.
+    pub shared: bool,
+    /// Size of the compiled code in the code cache, when it is cached.
+    pub cached_bytes: Option<u64>,
+}
+
+/// Hex sha-256 of the evaluator component this binary carries ([`crate::EVALUATOR_COMPONENT`]),
+/// computed once per process. A bundle whose manifest names it runs on the carried evaluator.
+pub fn carried_evaluator_sha256() -> &'static str {
+    static DIGEST: OnceLock<String> = OnceLock::new();
+    DIGEST.get_or_init(|| crate::bundle::sha256_hex(crate::EVALUATOR_COMPONENT))
 }
 
 impl WasmRuntime {
@@ -86,17 +106,13 @@ impl WasmRuntime {
             limits,
             cache,
             ticker: Arc::new(Ticker { stop }),
+            carried: OnceLock::new(),
         })
     }
 
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    /// The WASI linker of the engine.
-    pub(crate) fn linker(&self) -> &Linker<HostState> {
-        &self.linker
     }
 
     /// The compiled-code cache, if any.
@@ -124,10 +140,71 @@ impl WasmRuntime {
         self.limits
     }
 
-    /// Compiles (or loads from the cache) a bundle's component and prepares its instances.
-    /// The returned flag says whether the compiled code came from the cache.
+    /// The carried evaluator, prepared for instantiation (compiled once per process, and
+    /// once per `sark` version through the code cache). The flag says whether the cache had
+    /// the compiled code.
+    pub(crate) fn carried_evaluator(&self) -> wasmtime::Result<(InstancePre<HostState>, bool)> {
+        let prepared = self.carried.get_or_init(|| {
+            let digest = carried_evaluator_sha256();
+            let (component, cached) = self
+                .compile(crate::EVALUATOR_COMPONENT, digest)
+                .map_err(|e| format!("cannot compile the evaluator component: {e:#}"))?;
+            if cached {
+                tracing::debug!(
+                    digest,
+                    "loaded the compiled evaluator component from the cache"
+                );
+            } else {
+                tracing::debug!(digest, "compiled the evaluator component");
+            }
+            let pre = self
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| format!("cannot prepare the evaluator component: {e:#}"))?;
+            Ok((pre, cached))
+        });
+        prepared.clone().map_err(|e| wasmtime::format_err!("{e}"))
+    }
+
+    /// How `bundle` runs on this runtime: on the carried evaluator (compiled code shared by
+    /// every bundle built by this `sark`) or on its own component, and the size of that
+    /// compiled code in the code cache, when it is there.
+    pub fn compiled_code(&self, bundle: &Bundle) -> CompiledCode {
+        let manifest = bundle.manifest();
+        let shared = manifest.evaluator_sha256 == carried_evaluator_sha256();
+        let digest = if shared {
+            carried_evaluator_sha256()
+        } else {
+            &manifest.component_sha256
+        };
+        CompiledCode {
+            shared,
+            cached_bytes: self
+                .cache
+                .as_ref()
+                .and_then(|c| c.entry_bytes(&self.engine, digest)),
+        }
+    }
+
+    /// Prepares a bundle's instances. A bundle built from the evaluator this binary carries
+    /// runs on it — compiled once for every such bundle — and each new instance loads the
+    /// bundle's payload; any other bundle's own component is compiled (or read from the
+    /// code cache). The returned flag says whether the compiled code came from the cache.
     pub fn load(&self, bundle: &Bundle, pool_size: usize) -> wasmtime::Result<(WasmPolicy, bool)> {
-        let digest = &bundle.manifest().component_sha256;
+        let manifest = bundle.manifest();
+        if manifest.evaluator_sha256 == carried_evaluator_sha256() {
+            let (pre, cached) = self.carried_evaluator()?;
+            let payload: Arc<[u8]> = bundle.payload_bytes().into();
+            let policy = WasmPolicy::new(
+                pre,
+                Some(payload),
+                self.limits,
+                pool_size,
+                self.ticker.clone(),
+            )?;
+            return Ok((policy, cached));
+        }
+        let digest = &manifest.component_sha256;
         let (component, cached) = self.compile(bundle.component_bytes(), digest)?;
         if cached {
             tracing::debug!(digest = %digest, "loaded the compiled bundle component from the cache");
@@ -135,7 +212,7 @@ impl WasmRuntime {
             tracing::debug!(digest = %digest, "compiled the bundle component");
         }
         let pre = self.linker.instantiate_pre(&component)?;
-        let policy = WasmPolicy::new(pre, self.limits, pool_size, self.ticker.clone())?;
+        let policy = WasmPolicy::new(pre, None, self.limits, pool_size, self.ticker.clone())?;
         Ok((policy, cached))
     }
 }

@@ -11,25 +11,18 @@ mod state;
 
 pub use bare::BareEvaluator;
 pub use code_cache::CodeCache;
-pub use engine::{EPOCH_TICK, WasmRuntime};
+pub use engine::{CompiledCode, EPOCH_TICK, WasmRuntime, carried_evaluator_sha256};
 pub use pool::{WasmPolicy, default_pool_size};
 pub use snapshot::build_bundle;
 pub use state::HostState;
 
-/// Typed bindings of the `bundle` world (what a finished bundle exports).
+/// Typed bindings of the `evaluator-core` world: the `evaluator` and `loader` exports. The
+/// bare evaluator has both, and a finished bundle keeps both (its loader refuses a second
+/// payload), so one set of bindings serves the snapshot, the carried evaluator, the builder
+/// and the conformance runner. (A bundle's own world, `bundle`, is what foreign hosts bind.)
 pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        world: "bundle",
-        path: "../wit",
-    });
-}
-
-/// Typed bindings of the `evaluator-core` world (the bare evaluator: the builder and the
-/// conformance runner load payloads into it).
-pub(crate) mod core_bindings {
     wasmtime::component::bindgen!({
         world: "evaluator-core",
         path: "../wit",
-        with: { "sark:policy/types": super::bindings::sark::policy::types },
     });
 }

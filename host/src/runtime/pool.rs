@@ -1,9 +1,14 @@
 //! A loaded bundle on the wasm path: an `InstancePre` plus a bounded pool of reusable
 //! instances, each evaluation under a deadline and a memory cap.
+//!
+//! The `InstancePre` is either the bundle's own snapshotted component, or the evaluator the
+//! host carries (compiled once per `sark` version, whatever the bundle): then each new
+//! instance loads the bundle's payload through the `loader` export — the same evaluator
+//! code and the same payload the snapshot was taken from, so the same decisions.
 
 use super::HostState;
 use super::bindings::sark::policy::types as wit;
-use super::bindings::{Bundle as BundleBindings, BundlePre};
+use super::bindings::{EvaluatorCore, EvaluatorCorePre};
 use super::engine::Ticker;
 use crate::config::Limits;
 use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
@@ -22,7 +27,7 @@ pub fn default_pool_size() -> usize {
 /// One live instance with its own store.
 struct PolicyInstance {
     store: Store<HostState>,
-    bindings: BundleBindings,
+    bindings: EvaluatorCore,
     /// Linear memory size right after instantiation.
     initial_memory_bytes: usize,
 }
@@ -40,15 +45,24 @@ impl PolicyInstance {
 /// dropping it returns the pages to the system and the next one starts from the image.
 const RETAIN_GROWTH_BYTES: usize = 16 << 20;
 
-/// Deadline of the first instantiation and `info()` call of a bundle, in epoch ticks
-/// (10 s at 1 ms ticks).
+/// Deadline of loading a bundle into an instance (the payload into the carried evaluator,
+/// or the first instantiation and `info()` call of a snapshot), in epoch ticks (10 s at
+/// 1 ms ticks). Loading is not an evaluation: a tight `eval_timeout_ms` must not fail it.
 const LOAD_DEADLINE_TICKS: u64 = 10_000;
+
+/// How long an evaluation on the carried evaluator waits for a busy instance to come back
+/// before it makes another. Making one loads the payload (milliseconds, not microseconds):
+/// without the wait, a burst of concurrent misses would make instances only to drop them
+/// past the idle bound, and pay the load again on the next burst.
+const INSTANCE_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A bundle ready to evaluate in the sandbox. `Send + Sync`: any number of threads may
 /// evaluate at once; each call takes an idle instance (or creates one) and returns it
 /// afterwards. At most `max_idle` instances are kept; an instance that trapped is dropped.
 pub struct WasmPolicy {
-    pre: BundlePre<HostState>,
+    pre: EvaluatorCorePre<HostState>,
+    /// The payload every new instance loads, when `pre` is the carried evaluator.
+    payload: Option<Arc<[u8]>>,
     limits: Limits,
     idle: IdlePool<PolicyInstance>,
     info: BundleInfo,
@@ -57,17 +71,28 @@ pub struct WasmPolicy {
 }
 
 impl WasmPolicy {
+    /// A policy on `pre`: a snapshotted bundle (`payload` `None`), or the carried evaluator
+    /// with the bundle's `payload` to load into each new instance.
     pub(crate) fn new(
         pre: InstancePre<HostState>,
+        payload: Option<Arc<[u8]>>,
         limits: Limits,
         max_idle: usize,
         ticker: Arc<Ticker>,
     ) -> wasmtime::Result<Self> {
-        let pre = BundlePre::new(pre)?;
+        let pre = EvaluatorCorePre::new(pre)?;
+        // On the carried evaluator, at most `max_idle` instances are out at once (beyond
+        // that an evaluation waits briefly): instances are dear to make. A snapshot's are
+        // cheap (copy-on-write of its memory image), so its pool only bounds the idle ones.
+        let idle = match &payload {
+            Some(_) => IdlePool::bounded(max_idle, max_idle, INSTANCE_WAIT),
+            None => IdlePool::new(max_idle),
+        };
         let mut policy = WasmPolicy {
             pre,
+            payload,
             limits,
-            idle: IdlePool::new(max_idle),
+            idle,
             _ticker: ticker,
             info: BundleInfo {
                 revision: String::new(),
@@ -78,7 +103,7 @@ impl WasmPolicy {
                 modules: vec![],
             },
         };
-        // Loading is not an evaluation: the first instantiation and `info()` get a load
+        // The first instantiation (with the payload's load) and `info()` get the load
         // deadline, so a tight `eval_timeout_ms` cannot fail a healthy bundle's load.
         let info = {
             let describe = |e: &dyn std::fmt::Display| {
@@ -86,7 +111,8 @@ impl WasmPolicy {
             };
             let load_ticks = policy.deadline_ticks().max(LOAD_DEADLINE_TICKS);
             let mut instance = policy
-                .instantiate_with_deadline(load_ticks)
+                .idle
+                .checkout(|| policy.instantiate_with_deadline(load_ticks))
                 .map_err(|e| describe(&e))?;
             instance.store.set_epoch_deadline(load_ticks);
             let info = instance
@@ -95,7 +121,7 @@ impl WasmPolicy {
                 .call_info(&mut instance.store)
                 .map_err(|e| describe(&describe_trap(&e)))?
                 .map_err(|e| describe(&from_wit(e)))?;
-            policy.idle.put(instance);
+            policy.idle.checkin(instance);
             info
         };
         policy.info = BundleInfo {
@@ -122,6 +148,21 @@ impl WasmPolicy {
             .pre
             .instantiate(&mut store)
             .map_err(|e| EvalError::Instance(format!("{e:#}")))?;
+        if let Some(payload) = &self.payload {
+            store.set_epoch_deadline(ticks.max(LOAD_DEADLINE_TICKS));
+            let loaded = bindings.sark_policy_loader().call_load(&mut store, payload);
+            match loaded {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(EvalError::Instance(format!(
+                        "the bundle's payload does not load: {}",
+                        from_wit(e)
+                    )));
+                }
+                Err(trap) => return Err(self.trap_error(&store, &trap)),
+            }
+            store.set_epoch_deadline(ticks);
+        }
         let initial_memory_bytes = store.data().memory_bytes;
         Ok(PolicyInstance {
             store,
@@ -138,14 +179,32 @@ impl WasmPolicy {
         self.limits.eval_timeout_ms.div_ceil(tick_ms)
     }
 
+    /// Fills the idle pool to its bound with new instances, so that the first evaluations
+    /// (after a reload, say) find them ready instead of making them on the request path.
+    pub fn prewarm(&self) -> Result<(), EvalError> {
+        let ticks = self.deadline_ticks().max(LOAD_DEADLINE_TICKS);
+        while self.idle.len() < self.idle.max_idle() {
+            if !self.idle.add(self.instantiate_with_deadline(ticks)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether new instances load the payload into the carried evaluator (rather than start
+    /// from the bundle's snapshot).
+    pub fn loads_payload(&self) -> bool {
+        self.payload.is_some()
+    }
+
     /// Creates and drops one instance; used by `sark bench` to time instantiation.
     pub fn instantiate_once(&self) -> Result<(), EvalError> {
         self.instantiate().map(drop)
     }
 
     /// Evaluates once on a brand-new instance (not pooled, dropped afterwards); used by
-    /// `sark bench` to measure the first evaluation after instantiating the snapshot, which
-    /// pays the copy-on-write faults of the memory image.
+    /// `sark bench` to measure the first evaluation on a replaced instance (it pays the
+    /// payload's load, or the copy-on-write faults of a snapshot's memory image).
     pub fn evaluate_on_fresh_instance(
         &self,
         entrypoint: &str,
@@ -172,21 +231,19 @@ impl WasmPolicy {
         &self,
         call: impl FnOnce(
             &mut Store<HostState>,
-            &BundleBindings,
+            &EvaluatorCore,
         ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, EvalError> {
-        let mut instance = match self.idle.take() {
-            Some(i) => i,
-            None => self.instantiate()?,
-        };
+        let mut instance = self.idle.checkout(|| self.instantiate())?;
         instance.store.set_epoch_deadline(self.deadline_ticks());
         instance.store.data_mut().memory_cap_hit = false;
         let outcome = call(&mut instance.store, &instance.bindings);
         match outcome {
             Ok(result) => {
                 if instance.worth_keeping() {
-                    self.idle.put(instance);
+                    self.idle.checkin(instance);
                 } else {
+                    self.idle.discard();
                     tracing::debug!(
                         memory_bytes = instance.store.data().memory_bytes,
                         "policy instance grew too large to keep; dropped"
@@ -195,22 +252,29 @@ impl WasmPolicy {
                 result.map_err(|e| EvalError::Policy(from_wit(e)))
             }
             Err(trap) => {
-                let err = if instance.store.data().memory_cap_hit {
-                    EvalError::MemoryCap {
-                        max_mb: self.limits.max_memory_mb,
-                    }
-                } else if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                    EvalError::Deadline {
-                        timeout_ms: self.limits.eval_timeout_ms,
-                    }
-                } else if trap.downcast_ref::<Trap>() == Some(&Trap::StackOverflow) {
-                    EvalError::StackOverflow
-                } else {
-                    EvalError::Trap(describe_trap(&trap))
-                };
+                self.idle.discard();
+                let err = self.trap_error(&instance.store, &trap);
                 tracing::warn!(error = %err, "policy instance discarded after a trap");
                 Err(err)
             }
+        }
+    }
+
+    /// The typed error of a trap in `store`: `MemoryCap`, `Deadline`, `StackOverflow` or
+    /// `Trap`.
+    fn trap_error(&self, store: &Store<HostState>, trap: &wasmtime::Error) -> EvalError {
+        if store.data().memory_cap_hit {
+            EvalError::MemoryCap {
+                max_mb: self.limits.max_memory_mb,
+            }
+        } else if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            EvalError::Deadline {
+                timeout_ms: self.limits.eval_timeout_ms,
+            }
+        } else if trap.downcast_ref::<Trap>() == Some(&Trap::StackOverflow) {
+            EvalError::StackOverflow
+        } else {
+            EvalError::Trap(describe_trap(trap))
         }
     }
 }

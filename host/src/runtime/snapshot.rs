@@ -2,7 +2,7 @@
 //! snapshot the initialized instance with wizer, so a bundle starts with everything parsed
 //! and compiled. [`build_bundle`] runs the whole build: assemble, snapshot, seal.
 
-use super::core_bindings::EvaluatorCore;
+use super::bindings::EvaluatorCore;
 use super::engine::{compile, snapshot_engine, wasi_linker};
 use super::{CodeCache, HostState};
 use crate::bundle::{BuildError, BuildOptions, SourceSet, assemble, encode_payload, seal};

@@ -44,13 +44,25 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
     let path = state.bundle_path.clone();
     let service = state.service.clone();
     let key = state.verification_key;
-    let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedBundle, String> {
-        let bundle = Bundle::read_verified(&path, key.as_ref()).map_err(|e| e.to_string())?;
-        service.load_bundle(bundle).map_err(|e| format!("{e:#}"))
-    })
-    .await
-    .map_err(|e| format!("reload task failed: {e}"))
-    .and_then(|r| r);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let loader = std::thread::Builder::new()
+        .name("sark-reload".into())
+        .spawn(move || {
+            // The load competes with the requests for the same cores: it yields to them.
+            lower_this_threads_priority();
+            let load = || -> Result<LoadedBundle, String> {
+                let bundle =
+                    Bundle::read_verified(&path, key.as_ref()).map_err(|e| e.to_string())?;
+                service.load_bundle(bundle).map_err(|e| format!("{e:#}"))
+            };
+            let _ = tx.send(load());
+        });
+    let loaded = match loader {
+        Ok(_) => rx
+            .await
+            .unwrap_or_else(|_| Err("the reload thread ended without an answer".into())),
+        Err(e) => Err(format!("cannot start the reload thread: {e}")),
+    };
     let mut status = state
         .reloads
         .status
@@ -122,3 +134,28 @@ pub fn spawn_watchers(state: Arc<AppState>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Nice value of the reload thread: the lowest priority, so that loading a bundle (parsing,
+/// compiling, filling the instance pool) takes only the CPU the requests leave.
+#[cfg(target_os = "linux")]
+const RELOAD_NICE: std::ffi::c_int = 19;
+
+/// Gives the calling thread the lowest CPU priority (Linux: the nice value is per thread).
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority() {
+    unsafe extern "C" {
+        fn setpriority(
+            which: std::ffi::c_int,
+            who: std::ffi::c_uint,
+            prio: std::ffi::c_int,
+        ) -> std::ffi::c_int;
+    }
+    const PRIO_PROCESS: std::ffi::c_int = 0;
+    // SAFETY: setpriority only reads its integer arguments; `who` 0 is the calling thread.
+    if unsafe { setpriority(PRIO_PROCESS, 0, RELOAD_NICE) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the reload thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
