@@ -148,6 +148,9 @@ mod tests {
             "an idle value comes first"
         );
         pool.discard();
+        assert!(pool.checkout(make(9)).unwrap() < 3);
+        pool.discard();
+        assert!(pool.is_empty());
         assert_eq!(IdlePool::<u8>::new(0).max_idle(), 1);
         assert_eq!(pool.checkout(|| Err::<u32, &str>("no")), Err("no"));
         assert_eq!(pool.lock().out, 0, "a failed make is not out");

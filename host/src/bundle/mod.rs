@@ -19,7 +19,7 @@ pub mod source;
 
 pub use artifact::{
     Bundle, BundleManifest, BundleSignature, CustomSection, MANIFEST_SECTION, PAYLOAD_SECTION,
-    SIGNATURE_SECTION, append_custom_section, sha256_hex,
+    SIGNATURE_SECTION, append_custom_section, sha256_hex, top_level_custom_sections,
 };
 pub use assemble::{Assembled, BuildOptions, assemble};
 pub use seal::{encode_payload, seal};
