@@ -37,10 +37,21 @@ pub struct Payload {
     /// OPA's default).
     #[serde(default = "strict_default")]
     pub strict_builtin_errors: bool,
+    /// Evaluate every entrypoint once while loading, with an empty input (`true`, the
+    /// default: `sark build` validates the entrypoints and warms the engine this way). A host
+    /// that loads an already built bundle into a fresh instance sets it to `false`: the
+    /// bundle was validated when it was built, and a slow entrypoint must not make every new
+    /// instance slow. Not written when `true`, so payloads stay as they were.
+    #[serde(default = "strict_default", skip_serializing_if = "is_true")]
+    pub warm_up: bool,
 }
 
 fn strict_default() -> bool {
     true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 /// Description of a loaded bundle; mirrors the WIT `bundle-info` record.

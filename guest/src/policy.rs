@@ -31,6 +31,7 @@ const MAX_POLICY_LINES: usize = 1 << 20;
 ///     }],
 ///     data: serde_json::json!({}),
 ///     strict_builtin_errors: true,
+///     warm_up: true,
 /// };
 /// let mut set = PolicySet::load(payload).unwrap();
 /// assert_eq!(set.evaluate("demo/allow", r#"{"user":"alice"}"#).unwrap().as_deref(), Some("true"));
@@ -84,6 +85,7 @@ impl PolicySet {
                 payload.format
             )));
         }
+        let payload_warm_up = payload.warm_up;
         let mut engine = Engine::new();
         engine.set_policy_length_config(policy_length_config());
         engine.set_strict_builtin_errors(payload.strict_builtin_errors);
@@ -157,7 +159,12 @@ impl PolicySet {
             set.set_time_limit(limit);
         }
         // Validate every entrypoint and warm the engine's caches with an empty input.
-        for ep in set.info.entrypoints.clone() {
+        let warm_up = if payload_warm_up {
+            set.info.entrypoints.clone()
+        } else {
+            Vec::new()
+        };
+        for ep in warm_up {
             match set.evaluate(&ep, "") {
                 Err(e @ PolicyError::UnknownEntrypoint(_)) => return Err(e),
                 Err(PolicyError::Compile { message, location }) => {

@@ -151,6 +151,7 @@ impl Runner {
                 .collect(),
             data: data.clone(),
             strict_builtin_errors: strict,
+            warm_up: true,
         };
         match &self.wasm {
             None => {

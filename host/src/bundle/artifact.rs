@@ -206,11 +206,6 @@ impl Bundle {
             .map_err(|e| BundleError::Tampered(format!("the payload is not valid: {e}")))
     }
 
-    /// The payload section's contents as stored (JSON), for the carried evaluator's loader.
-    pub fn payload_bytes(&self) -> &[u8] {
-        &self.bytes[self.payload.clone()]
-    }
-
     /// Names of the component's imports.
     pub fn imports(&self) -> Result<Vec<String>, BundleError> {
         component_imports(self.component_bytes())

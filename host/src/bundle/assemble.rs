@@ -112,6 +112,7 @@ pub fn assemble(sources: &SourceSet, options: &BuildOptions) -> Result<Assembled
             .collect(),
         data,
         strict_builtin_errors: true,
+        warm_up: true,
     };
     Ok(Assembled {
         payload,

@@ -194,7 +194,11 @@ impl WasmRuntime {
         let manifest = bundle.manifest();
         if manifest.evaluator_sha256 == carried_evaluator_sha256() {
             let (pre, cached) = self.carried_evaluator()?;
-            let payload: Arc<[u8]> = bundle.payload_bytes().into();
+            // The bundle was validated when it was built: new instances skip the warm-up
+            // evaluation of every entrypoint, which a slow entrypoint would make slow.
+            let mut payload = bundle.payload().map_err(|e| wasmtime::format_err!("{e}"))?;
+            payload.warm_up = false;
+            let payload: Arc<[u8]> = serde_json::to_vec(&payload)?.into();
             let policy = WasmPolicy::new(
                 pre,
                 Some(payload),

@@ -50,6 +50,9 @@ const RETAIN_GROWTH_BYTES: usize = 16 << 20;
 /// 1 ms ticks). Loading is not an evaluation: a tight `eval_timeout_ms` must not fail it.
 const LOAD_DEADLINE_TICKS: u64 = 10_000;
 
+/// Length of an epoch tick in ms, for messages.
+const EPOCH_TICK_MS: u64 = super::EPOCH_TICK.as_millis() as u64;
+
 /// How long an evaluation on the carried evaluator waits for a busy instance to come back
 /// before it makes another. Making one loads the payload (milliseconds, not microseconds):
 /// without the wait, a burst of concurrent misses would make instances only to drop them
@@ -159,7 +162,15 @@ impl WasmPolicy {
                         from_wit(e)
                     )));
                 }
-                Err(trap) => return Err(self.trap_error(&store, &trap)),
+                Err(trap) => {
+                    return Err(match self.trap_error(&store, &trap) {
+                        EvalError::Deadline { .. } => EvalError::Instance(format!(
+                            "loading the bundle's payload exceeded the load deadline of {} ms",
+                            LOAD_DEADLINE_TICKS * EPOCH_TICK_MS
+                        )),
+                        other => other,
+                    });
+                }
             }
             store.set_epoch_deadline(ticks);
         }
