@@ -286,4 +286,42 @@ fn ad_hoc_queries_go_through_the_door_uncached_and_limited() {
         .unwrap_err();
     assert!(matches!(err, EvalError::InputRefused(_)), "{err}");
     assert_eq!(s.metrics().comparison()["wasm"]["errors"], 1);
+    // Queries are the caller's code: they stay in the sandbox whatever the rollout says.
+    s.flags().set_percentage(WASM_ENGINE, 0).unwrap();
+    let d = s.decide(&DecisionRequest::query("x := 1", None)).unwrap();
+    assert_eq!(d.path, PathKind::Wasm);
+}
+
+#[test]
+fn the_shadow_compares_without_counting_as_served_evaluations() {
+    let mut config = Config::default();
+    config.features.decision_cache.enabled = false;
+    let s = ServiceBuilder::new(&config)
+        .code_cache(code_cache())
+        .pool_size(2)
+        .candidate(Some(build(&fixture("canary_candidate"), "cand")))
+        .build(build(&fixture("canary_active"), "act"))
+        .unwrap();
+    for n in [1, 4, 9] {
+        let input = json!({"n": n});
+        let d = s
+            .decide(&DecisionRequest::new("canary/allow", Some(&input)))
+            .unwrap();
+        assert!(!d.canary, "shadow mode never serves the candidate");
+        assert_eq!(
+            d.result.as_deref(),
+            Some(if n > 5 { "true" } else { "false" })
+        );
+    }
+    let text = s.metrics_text();
+    // Only n = 4 is decided differently by the candidate.
+    assert!(
+        text.contains(r#"policy_canary_disagreements_total{entrypoint="data.canary.allow"} 1"#),
+        "{text}"
+    );
+    // Three served evaluations; the candidate's three are not among them.
+    assert!(
+        text.contains(r#"opa_evaluation_duration_seconds_count{implementation="wasm"} 3"#),
+        "{text}"
+    );
 }

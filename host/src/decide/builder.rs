@@ -105,10 +105,7 @@ impl ServiceBuilder {
         if let Some(handle) = &self.background {
             // A long-running service fills its pools now, not on its first requests.
             for bundle in std::iter::once(&active).chain(&candidate) {
-                bundle
-                    .wasm
-                    .prewarm()
-                    .map_err(|e| anyhow::anyhow!("cannot fill the instance pool: {e}"))?;
+                bundle.wasm.prewarm();
             }
             let _entered = handle.enter();
             cache.spawn_sweeper(SWEEP_INTERVAL);

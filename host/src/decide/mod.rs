@@ -58,14 +58,12 @@ impl DecisionService {
     }
 
     /// Loads another bundle on both paths, with this service's runtime, limits and pool size
-    /// (for [`Self::swap_bundle`] or [`Self::set_candidate`]), its instance pool filled so the
-    /// first decisions after the swap do not make instances on the request path.
+    /// (for [`Self::swap_bundle`] or [`Self::set_candidate`]), its instance pool filled (as far
+    /// as instance slots allow) so the first decisions after the swap do not make instances
+    /// on the request path.
     pub fn load_bundle(&self, bundle: Bundle) -> anyhow::Result<LoadedBundle> {
         let loaded = LoadedBundle::load(&self.runtime, bundle, self.limits, self.pool_size)?;
-        loaded
-            .wasm
-            .prewarm()
-            .map_err(|e| anyhow::anyhow!("cannot fill the bundle's instance pool: {e}"))?;
+        loaded.wasm.prewarm();
         Ok(loaded)
     }
 
@@ -149,18 +147,23 @@ impl DecisionService {
     pub fn lookup<'r>(&self, req: &DecisionRequest<'r>) -> Lookup<'r> {
         let started = Instant::now();
         let user = req.user_key.unwrap_or_else(|| user_key_of(req.input));
+        // A forced path (diagnostics: benchmarks, health probes, `--path`) evaluates the
+        // active bundle; only routed decisions take part in the canary.
         let routed = match self.canary_mode {
-            CanaryMode::Route => self
+            CanaryMode::Route if req.force_path.is_none() => self
                 .candidate()
                 .filter(|_| self.flags.is_on(POLICY_CANARY, user)),
-            CanaryMode::Shadow => None,
+            _ => None,
         };
         let canary = routed.is_some();
         let bundle = routed.unwrap_or_else(|| self.active());
-        let path = match req.force_path {
-            Some(p) => p,
-            None if self.flags.is_on(WASM_ENGINE, user) => PathKind::Wasm,
-            None => PathKind::Native,
+        // An ad-hoc query is code from the caller: it runs in the sandbox unless a path is
+        // forced, and never falls back to the native path, which has no memory cap.
+        let path = match (req.force_path, req.target) {
+            (Some(p), _) => p,
+            (None, Target::Query(_)) => PathKind::Wasm,
+            (None, Target::Entrypoint(_)) if self.flags.is_on(WASM_ENGINE, user) => PathKind::Wasm,
+            (None, Target::Entrypoint(_)) => PathKind::Native,
         };
         let cache_on = matches!(req.target, Target::Entrypoint(_))
             && !req.bypass_cache
@@ -231,7 +234,7 @@ impl DecisionService {
         let input_json = std::str::from_utf8(&route.canonical).unwrap_or("");
         let target = route.req.target;
         let (result, meta, used, fallback_from) = match run(
-            &self.metrics,
+            Some(&self.metrics),
             &route.bundle,
             route.path,
             target,
@@ -241,6 +244,7 @@ impl DecisionService {
             Err(e)
                 if route.path == PathKind::Wasm
                     && route.req.force_path.is_none()
+                    && matches!(target, Target::Entrypoint(_))
                     && e.allows_fallback() =>
             {
                 let fallback = self
@@ -254,7 +258,7 @@ impl DecisionService {
                 tracing::warn!(target = target.as_str(), error = %e, "component failed; evaluating on the native path");
                 self.metrics.fallback(WASM_ENGINE, kind);
                 let (r, meta) = run(
-                    &self.metrics,
+                    Some(&self.metrics),
                     &route.bundle,
                     PathKind::Native,
                     target,
@@ -287,10 +291,11 @@ impl DecisionService {
     }
 }
 
-/// Evaluates `target` on one path of `bundle` and records the evaluation's metrics: the one
-/// evaluation step of the service (decisions, fallbacks and the canary's shadow).
+/// Evaluates `target` on one path of `bundle`: the one evaluation step of the service
+/// (decisions, fallbacks and the canary's shadow). `metrics` records the evaluation; the
+/// shadow passes none, so the candidate's evaluations never mix with the served ones.
 fn run(
-    metrics: &Metrics,
+    metrics: Option<&Metrics>,
     bundle: &LoadedBundle,
     path: PathKind,
     target: Target<'_>,
@@ -306,11 +311,15 @@ fn run(
     match r {
         Ok(v) => {
             let meta = meta_of(v.as_deref());
-            metrics.evaluation(path, elapsed, outcome_of(v.as_deref(), &meta));
+            if let Some(m) = metrics {
+                m.evaluation(path, elapsed, outcome_of(v.as_deref(), &meta));
+            }
             Ok((v, meta))
         }
         Err(e) => {
-            metrics.evaluation_error(path, elapsed, e.kind());
+            if let Some(m) = metrics {
+                m.evaluation_error(path, elapsed, e.kind());
+            }
             Err(e)
         }
     }

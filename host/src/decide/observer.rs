@@ -79,7 +79,7 @@ impl Shadow {
     fn run(self) {
         let target = Target::Entrypoint(&self.entrypoint);
         let shadow = run(
-            &self.metrics,
+            None,
             &self.candidate,
             PathKind::Wasm,
             target,

@@ -47,7 +47,8 @@ impl<'a> DecisionRequest<'a> {
         Self::of(Target::Entrypoint(entrypoint), input)
     }
 
-    /// An ad-hoc query, routed by the flags (queries are never cached).
+    /// An ad-hoc query: in the component unless a path is forced, never falling back, never
+    /// cached.
     pub fn query(query: &'a str, input: Option<&'a serde_json::Value>) -> Self {
         Self::of(Target::Query(query), input)
     }

@@ -42,8 +42,8 @@ pub struct WasmRuntime {
     cache: Option<CodeCache>,
     ticker: Arc<Ticker>,
     /// The evaluator this binary carries, compiled (or read from the code cache) on first
-    /// use: the prepared instance and whether the cache had it, or why it failed.
-    carried: OnceLock<Result<(InstancePre<HostState>, bool), String>>,
+    /// use: the prepared instance and whether the cache had it.
+    carried: OnceLock<(InstancePre<HostState>, bool)>,
 }
 
 /// What a bundle's compiled code is, as `sark inspect` reports it.
@@ -144,26 +144,27 @@ impl WasmRuntime {
     /// once per `sark` version through the code cache). The flag says whether the cache had
     /// the compiled code.
     pub(crate) fn carried_evaluator(&self) -> wasmtime::Result<(InstancePre<HostState>, bool)> {
-        let prepared = self.carried.get_or_init(|| {
-            let digest = carried_evaluator_sha256();
-            let (component, cached) = self
-                .compile(crate::EVALUATOR_COMPONENT, digest)
-                .map_err(|e| format!("cannot compile the evaluator component: {e:#}"))?;
-            if cached {
-                tracing::debug!(
-                    digest,
-                    "loaded the compiled evaluator component from the cache"
-                );
-            } else {
-                tracing::debug!(digest, "compiled the evaluator component");
-            }
-            let pre = self
-                .linker
-                .instantiate_pre(&component)
-                .map_err(|e| format!("cannot prepare the evaluator component: {e:#}"))?;
-            Ok((pre, cached))
-        });
-        prepared.clone().map_err(|e| wasmtime::format_err!("{e}"))
+        if let Some(prepared) = self.carried.get() {
+            return Ok(prepared.clone());
+        }
+        // Only a success is kept: a failure (say, out of memory) is retried by the next load.
+        let digest = carried_evaluator_sha256();
+        let (component, cached) = self
+            .compile(crate::EVALUATOR_COMPONENT, digest)
+            .map_err(|e| wasmtime::format_err!("cannot compile the evaluator component: {e:#}"))?;
+        if cached {
+            tracing::debug!(
+                digest,
+                "loaded the compiled evaluator component from the cache"
+            );
+        } else {
+            tracing::debug!(digest, "compiled the evaluator component");
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| wasmtime::format_err!("cannot prepare the evaluator component: {e:#}"))?;
+        Ok(self.carried.get_or_init(|| (pre, cached)).clone())
     }
 
     /// How `bundle` runs on this runtime: on the carried evaluator (compiled code shared by

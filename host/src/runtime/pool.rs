@@ -192,14 +192,26 @@ impl WasmPolicy {
 
     /// Fills the idle pool to its bound with new instances, so that the first evaluations
     /// (after a reload, say) find them ready instead of making them on the request path.
-    pub fn prewarm(&self) -> Result<(), EvalError> {
+    /// Best effort: it stops at the first instance that cannot be made (the engine's instance
+    /// slots are shared by every bundle loaded at once), and returns how many it added.
+    pub fn prewarm(&self) -> usize {
         let ticks = self.deadline_ticks().max(LOAD_DEADLINE_TICKS);
+        let mut added = 0;
         while self.idle.len() < self.idle.max_idle() {
-            if !self.idle.add(self.instantiate_with_deadline(ticks)?) {
-                break;
+            match self.instantiate_with_deadline(ticks) {
+                Ok(instance) => {
+                    if !self.idle.add(instance) {
+                        break;
+                    }
+                    added += 1;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, added, "stopped filling the instance pool");
+                    break;
+                }
             }
         }
-        Ok(())
+        added
     }
 
     /// Whether new instances load the payload into the carried evaluator (rather than start
