@@ -1,9 +1,7 @@
 //! `sark conformance`: OPA's compliance cases through the component or the native path.
 
-use super::PathArg;
-use crate::config::Config;
+use super::{PathArg, wasm_runtime};
 use crate::conformance;
-use crate::runtime::{CodeCache, WasmRuntime};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,9 +37,7 @@ impl Args {
         } else {
             Default::default()
         };
-        let cache = CodeCache::new(CodeCache::default_dir()).ok();
-        let runtime = WasmRuntime::new(Config::default().limits, cache)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let runtime = wasm_runtime()?;
         let runner = conformance::Runner::new(self.path.into(), &runtime)?;
         let t = conformance::run_all(&runner, &cases, &skips, &self.folders, self.verbose);
         println!(

@@ -1,9 +1,8 @@
 //! `sark inspect`: a bundle's manifest, sizes, signature and imports, without running it.
 
-use super::Format;
+use super::{Format, wasm_runtime};
 use crate::bundle::Bundle;
-use crate::config::Config;
-use crate::runtime::{CodeCache, CompiledCode, WasmRuntime};
+use crate::runtime::CompiledCode;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,12 +23,7 @@ impl Args {
         let bundle = Bundle::read(&self.bundle)?;
         let m = bundle.manifest();
         let imports = bundle.imports()?;
-        let runtime = WasmRuntime::new(
-            Config::default().limits,
-            CodeCache::new(CodeCache::default_dir()).ok(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let compiled = runtime.compiled_code(&bundle);
+        let compiled = wasm_runtime()?.compiled_code(&bundle);
         if self.format == Format::Json {
             let mut v = serde_json::to_value(m)?;
             v["file_bytes"] = bundle.bytes().len().into();

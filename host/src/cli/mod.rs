@@ -14,7 +14,7 @@ mod test;
 use crate::bundle::{BuildOptions, Bundle, SourceSet};
 use crate::config::Config;
 use crate::evaluator::PathKind;
-use crate::runtime::CodeCache;
+use crate::runtime::{CodeCache, WasmRuntime};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Read;
@@ -143,9 +143,16 @@ fn verification_key(path: Option<&Path>) -> Result<Option<ed25519_dalek::Verifyi
     })
 }
 
+/// The wasmtime runtime of commands that do not decide (test, conformance, inspect): the
+/// default limits and the default code cache.
+fn wasm_runtime() -> Result<WasmRuntime> {
+    WasmRuntime::new(Config::default().limits, CodeCache::open_default())
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+}
+
 /// Builds a source set into a verified in-memory bundle (with the default code cache).
 fn build_in_memory(sources: &SourceSet, options: &BuildOptions) -> Result<Bundle> {
-    let cache = CodeCache::new(CodeCache::default_dir()).ok();
+    let cache = CodeCache::open_default();
     let bytes =
         crate::runtime::build_bundle(sources, options, crate::EVALUATOR_COMPONENT, cache.as_ref())?;
     Ok(Bundle::from_bytes(bytes)?)

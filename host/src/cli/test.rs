@@ -1,12 +1,12 @@
 //! `sark test`: the `test_*` rules of a policy directory or bundle, on one path, with
 //! optional coverage.
 
-use super::{PathArg, build_in_memory};
+use super::{PathArg, build_in_memory, wasm_runtime};
 use crate::bundle::{BuildOptions, Bundle, SourceSet};
 use crate::config::Config;
 use crate::evaluator::{Evaluator, PathKind};
 use crate::native::NativePolicy;
-use crate::runtime::{CodeCache, WasmRuntime, default_pool_size};
+use crate::runtime::default_pool_size;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,9 +101,7 @@ fn load_one_path(bundle: &Bundle, path: PathKind) -> Result<Box<dyn Evaluator>> 
     let limits = Config::default().limits;
     Ok(match path {
         PathKind::Wasm => {
-            let cache = CodeCache::new(CodeCache::default_dir()).ok();
-            let runtime = WasmRuntime::new(limits, cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-            let (policy, _) = runtime
+            let (policy, _) = wasm_runtime()?
                 .load(bundle, default_pool_size())
                 .map_err(|e| anyhow::anyhow!("cannot load the bundle component: {e:#}"))?;
             Box::new(policy)

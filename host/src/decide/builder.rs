@@ -83,7 +83,7 @@ impl ServiceBuilder {
         let config = &self.config;
         let code_cache = match self.code_cache {
             Some(cache) => cache,
-            None => CodeCache::new(CodeCache::default_dir()).ok(),
+            None => CodeCache::open_default(),
         };
         let runtime =
             WasmRuntime::new(config.limits, code_cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;

@@ -150,10 +150,3 @@ pub struct Decided<'r> {
     pub(super) route: Route<'r>,
     pub(super) outcome: Result<Decision, EvalError>,
 }
-
-impl Decided<'_> {
-    /// The decision, or why it failed.
-    pub fn outcome(&self) -> &Result<Decision, EvalError> {
-        &self.outcome
-    }
-}

@@ -40,6 +40,12 @@ impl CodeCache {
         Ok(Self { dir, max_bytes })
     }
 
+    /// The cache in [`CodeCache::default_dir`], or none when that directory cannot be made
+    /// (then everything is compiled in memory).
+    pub fn open_default() -> Option<Self> {
+        Self::new(Self::default_dir()).ok()
+    }
+
     /// The same directory with another size bound.
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;

@@ -58,7 +58,7 @@ pub struct CompiledCode {
 
 /// Hex sha-256 of the evaluator component this binary carries ([`crate::EVALUATOR_COMPONENT`]),
 /// computed once per process. A bundle whose manifest names it runs on the carried evaluator.
-pub fn carried_evaluator_sha256() -> &'static str {
+pub(crate) fn carried_evaluator_sha256() -> &'static str {
     static DIGEST: OnceLock<String> = OnceLock::new();
     DIGEST.get_or_init(|| crate::bundle::sha256_hex(crate::EVALUATOR_COMPONENT))
 }
@@ -113,11 +113,6 @@ impl WasmRuntime {
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    /// The compiled-code cache, if any.
-    pub fn code_cache(&self) -> Option<&CodeCache> {
-        self.cache.as_ref()
     }
 
     /// Keeps the epoch ticker running for as long as the holder lives.

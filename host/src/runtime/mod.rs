@@ -11,7 +11,7 @@ mod state;
 
 pub use bare::BareEvaluator;
 pub use code_cache::CodeCache;
-pub use engine::{CompiledCode, EPOCH_TICK, WasmRuntime, carried_evaluator_sha256};
+pub use engine::{CompiledCode, EPOCH_TICK, WasmRuntime};
 pub use pool::{WasmPolicy, default_pool_size};
 pub use snapshot::build_bundle;
 pub use state::HostState;
