@@ -18,7 +18,7 @@ mod component;
 
 pub use builtins::names as extension_builtins;
 pub use error::{Location, PolicyError};
-pub use payload::{BundleInfo, ModuleSource, PAYLOAD_FORMAT, Payload};
+pub use payload::{BundleInfo, ModuleSource, PAYLOAD_FORMAT, Payload, RegoVersion};
 pub use policy::{PolicySet, normalize_entrypoint};
 pub use tests_runner::{FileCoverage, TestOutcome};
 

@@ -5,6 +5,54 @@ use serde::{Deserialize, Serialize};
 /// Current payload format; a loader refuses any other.
 pub const PAYLOAD_FORMAT: u32 = 1;
 
+/// The Rego syntax a module is written in (OPA's `rego_version`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum RegoVersion {
+    /// Rego v0: `if` and `contains` optional, `future.keywords` imports (OPA's
+    /// `--v0-compatible`, `rego_version: 0`).
+    V0,
+    /// Rego v1, OPA 1.x's default.
+    #[default]
+    V1,
+}
+
+impl RegoVersion {
+    /// True for [`RegoVersion::V1`] (the default, which payloads do not write).
+    pub fn is_v1(&self) -> bool {
+        *self == RegoVersion::V1
+    }
+}
+
+impl TryFrom<u8> for RegoVersion {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, String> {
+        match v {
+            0 => Ok(RegoVersion::V0),
+            1 => Ok(RegoVersion::V1),
+            n => Err(format!("unsupported Rego version {n} (expected 0 or 1)")),
+        }
+    }
+}
+
+impl From<RegoVersion> for u8 {
+    fn from(v: RegoVersion) -> u8 {
+        match v {
+            RegoVersion::V0 => 0,
+            RegoVersion::V1 => 1,
+        }
+    }
+}
+
+impl core::fmt::Display for RegoVersion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            RegoVersion::V0 => "v0",
+            RegoVersion::V1 => "v1",
+        })
+    }
+}
+
 /// One Rego module of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleSource {
@@ -12,6 +60,9 @@ pub struct ModuleSource {
     pub path: String,
     /// Rego source text.
     pub source: String,
+    /// The module's Rego syntax; not written when v1.
+    #[serde(default, skip_serializing_if = "RegoVersion::is_v1")]
+    pub rego_version: RegoVersion,
 }
 
 /// Everything the evaluator needs to load a policy set. Serialized as JSON.
@@ -44,6 +95,10 @@ pub struct Payload {
     /// instance slow. Not written when `true`, so payloads stay as they were.
     #[serde(default = "strict_default", skip_serializing_if = "is_true")]
     pub warm_up: bool,
+    /// The syntax ad-hoc queries are parsed in (the bundle's default Rego version); each
+    /// module carries its own. Not written when v1.
+    #[serde(default, skip_serializing_if = "RegoVersion::is_v1")]
+    pub rego_version: RegoVersion,
 }
 
 fn strict_default() -> bool {

@@ -1,7 +1,7 @@
 //! A loaded policy set: the Regorus engine with the bundle's modules and data.
 
 use crate::error::PolicyError;
-use crate::payload::{BundleInfo, PAYLOAD_FORMAT, Payload};
+use crate::payload::{BundleInfo, PAYLOAD_FORMAT, Payload, RegoVersion};
 use core::num::{NonZeroU32, NonZeroUsize};
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::RegoVM;
@@ -28,10 +28,12 @@ const MAX_POLICY_LINES: usize = 1 << 20;
 ///     modules: vec![sark_guest::ModuleSource {
 ///         path: "demo.rego".into(),
 ///         source: "package demo\nallow if input.user == \"alice\"\n".into(),
+///         rego_version: Default::default(),
 ///     }],
 ///     data: serde_json::json!({}),
 ///     strict_builtin_errors: true,
 ///     warm_up: true,
+///     rego_version: Default::default(),
 /// };
 /// let mut set = PolicySet::load(payload).unwrap();
 /// assert_eq!(set.evaluate("demo/allow", r#"{"user":"alice"}"#).unwrap().as_deref(), Some("true"));
@@ -104,6 +106,9 @@ impl PolicySet {
         for module in &payload.modules {
             let source = crate::builtins::rewrite_output_arguments(&module.path, &module.source)
                 .unwrap_or_else(|| module.source.clone());
+            // Regorus reads the syntax version when a module is added, so v0 and v1 modules
+            // can live in one engine.
+            engine.set_rego_v0(module.rego_version == RegoVersion::V0);
             let package = engine
                 .add_policy(module.path.clone(), source)
                 .map_err(|e| PolicyError::compile(&e))?;
@@ -111,6 +116,8 @@ impl PolicySet {
                 packages.push(package);
             }
         }
+        // Ad-hoc queries are parsed in the bundle's default syntax.
+        engine.set_rego_v0(payload.rego_version == RegoVersion::V0);
         let data_keys = match &payload.data {
             serde_json::Value::Object(map) => map.keys().cloned().collect(),
             serde_json::Value::Null => Vec::new(),
@@ -158,19 +165,15 @@ impl PolicySet {
         if let Some(limit) = time_limit {
             set.set_time_limit(limit);
         }
-        // Validate every entrypoint and warm the engine's caches with an empty input.
-        let warm_up = if payload_warm_up {
-            set.info.entrypoints.clone()
-        } else {
-            Vec::new()
-        };
-        for ep in warm_up {
-            match set.evaluate(&ep, "") {
-                Err(e @ PolicyError::UnknownEntrypoint(_)) => return Err(e),
-                Err(PolicyError::Compile { message, location }) => {
-                    return Err(PolicyError::Compile { message, location });
-                }
-                _ => {}
+        // Every entrypoint must name something; checked without evaluating.
+        for ep in set.info.entrypoints.clone() {
+            set.check_entrypoint(&ep)?;
+        }
+        // Warm the engine's caches with an empty input. Only a warm-up: an evaluation error
+        // here is the policy's answer to no input, not a fault of the bundle.
+        if payload_warm_up {
+            for ep in set.info.entrypoints.clone() {
+                let _ = set.evaluate(&ep, "");
             }
         }
         if compile {
@@ -181,6 +184,36 @@ impl PolicySet {
             }
         }
         Ok(set)
+    }
+
+    /// Fails with `UnknownEntrypoint` when `path` (a normalized entrypoint) names nothing
+    /// [`PolicySet::evaluate`] could evaluate: a rule, a package or an ancestor of one, a data
+    /// document, or a path inside a rule's value. Nothing is evaluated.
+    fn check_entrypoint(&mut self, path: &str) -> Result<(), PolicyError> {
+        if self.is_rule(path) || self.is_package_or_above(path) || self.data_has(path) {
+            return Ok(());
+        }
+        let parts: Vec<&str> = path.split('.').collect();
+        if !path.contains('[') && (2..parts.len()).any(|n| self.is_rule(&parts[..n].join("."))) {
+            return Ok(());
+        }
+        Err(PolicyError::UnknownEntrypoint(path.to_string()))
+    }
+
+    /// Whether `path` is a rule path the interpreter knows (without evaluating it).
+    fn is_rule(&mut self, path: &str) -> bool {
+        match self.engine.compile_with_entrypoint(&Rc::from(path)) {
+            Ok(_) => true,
+            Err(e) => !format!("{e}").contains("not a valid rule path"),
+        }
+    }
+
+    /// Whether `path` is `data`, a package, or a prefix of a package.
+    fn is_package_or_above(&self, path: &str) -> bool {
+        let is_prefix_of = |prefix: &str, p: &str| {
+            p == prefix || (p.starts_with(prefix) && p[prefix.len()..].starts_with(['.', '[']))
+        };
+        path == "data" || self.packages.iter().any(|pkg| is_prefix_of(path, pkg))
     }
 
     /// Compiles one entrypoint to an RVM program with the bundle's data loaded.
@@ -247,12 +280,7 @@ impl PolicySet {
     /// data document, or a path inside a rule's value (`pkg/decision/allow`). Anything else
     /// is an unknown entrypoint.
     fn evaluate_document(&mut self, path: &str) -> Result<Option<String>, PolicyError> {
-        let is_prefix_of = |prefix: &str, p: &str| {
-            p == prefix || (p.starts_with(prefix) && p[prefix.len()..].starts_with(['.', '[']))
-        };
-        let package_or_above =
-            path == "data" || self.packages.iter().any(|pkg| is_prefix_of(path, pkg));
-        if !package_or_above && !self.data_has(path) {
+        if !self.is_package_or_above(path) && !self.data_has(path) {
             return self.evaluate_inside_rule(path);
         }
         let results = self

@@ -7,7 +7,7 @@
 
 use crate::evaluator::{EvalError, PathKind};
 use crate::runtime::{BareEvaluator, WasmRuntime};
-use sark_guest::{ModuleSource, PAYLOAD_FORMAT, Payload, PolicyError, PolicySet};
+use sark_guest::{ModuleSource, PAYLOAD_FORMAT, Payload, PolicyError, PolicySet, RegoVersion};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,16 +114,26 @@ pub fn load_skips(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
 pub struct Runner {
     path: PathKind,
     wasm: Option<BareEvaluator>,
+    rego_version: RegoVersion,
 }
 
 impl Runner {
-    /// Prepares the path (compiles the bare evaluator component on `runtime` for `wasm`).
-    pub fn new(path: PathKind, runtime: &WasmRuntime) -> anyhow::Result<Self> {
+    /// Prepares the path (compiles the bare evaluator component on `runtime` for `wasm`);
+    /// the cases' modules and queries are parsed as `rego_version`.
+    pub fn new(
+        path: PathKind,
+        runtime: &WasmRuntime,
+        rego_version: RegoVersion,
+    ) -> anyhow::Result<Self> {
         let wasm = match path {
             PathKind::Native => None,
             PathKind::Wasm => Some(BareEvaluator::new(runtime)?),
         };
-        Ok(Runner { path, wasm })
+        Ok(Runner {
+            path,
+            wasm,
+            rego_version,
+        })
     }
 
     /// Loads the case's policies and data and runs its query; the result rows as JSON.
@@ -147,11 +157,13 @@ impl Runner {
                 .map(|(i, source)| ModuleSource {
                     path: format!("mod{i}.rego"),
                     source: source.clone(),
+                    rego_version: self.rego_version,
                 })
                 .collect(),
             data: data.clone(),
             strict_builtin_errors: strict,
             warm_up: true,
+            rego_version: self.rego_version,
         };
         match &self.wasm {
             None => {

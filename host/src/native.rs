@@ -30,10 +30,14 @@ pub enum NativeLoadError {
 }
 
 impl NativePolicy {
-    /// Loads the bundle's payload into a native Regorus engine.
+    /// Loads the bundle's payload into a native Regorus engine, without the load-time
+    /// warm-up: the bundle was validated when it was built, and here nothing could stop an
+    /// entrypoint that takes long to evaluate (a builtin call is not interruptible).
     pub fn load(bundle: &Bundle, limits: Limits, max_idle: usize) -> Result<Self, NativeLoadError> {
+        let mut payload = bundle.payload()?;
+        payload.warm_up = false;
         let set = PolicySet::load_with_time_limit(
-            bundle.payload()?,
+            payload,
             std::time::Duration::from_millis(limits.native_timeout_ms),
         )?;
         let info = set.info().clone();

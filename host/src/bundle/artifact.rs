@@ -69,6 +69,9 @@ pub struct ModuleEntry {
     pub path: String,
     /// Source size in bytes.
     pub bytes: u64,
+    /// The module's Rego syntax (bundles built before Rego v0 support were all v1).
+    #[serde(default)]
+    pub rego_version: sark_guest::RegoVersion,
 }
 
 /// A verified bundle file in memory.

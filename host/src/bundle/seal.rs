@@ -40,6 +40,7 @@ pub fn seal(
             .map(|m| ModuleEntry {
                 path: m.path.clone(),
                 bytes: m.source.len() as u64,
+                rego_version: m.rego_version,
             })
             .collect(),
         data_bytes: payload.data.to_string().len() as u64,

@@ -24,6 +24,10 @@ pub struct Args {
     /// Ed25519 private key (PKCS#8 PEM, from `sark keygen`) to sign the bundle with.
     #[arg(long)]
     signing_key: Option<PathBuf>,
+    /// Parse modules as Rego v0 (OPA's flag), unless the `.manifest` gives `rego_version`
+    /// or `file_rego_versions`.
+    #[arg(long)]
+    v0_compatible: bool,
 }
 
 impl Args {
@@ -37,6 +41,7 @@ impl Args {
         let options = BuildOptions {
             entrypoints: self.entrypoints,
             revision: self.revision,
+            v0_compatible: self.v0_compatible,
         };
         let sources = SourceSet::read(&self.dir)?;
         let mut bundle = build_in_memory(&sources, &options)?;

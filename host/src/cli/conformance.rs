@@ -26,6 +26,9 @@ pub struct Args {
     /// Fail when fewer cases pass (the ratchet `make test` uses).
     #[arg(long)]
     min_passed: Option<usize>,
+    /// Parse the cases' modules and queries as Rego v0 (OPA's flag; for OPA's v0 cases).
+    #[arg(long)]
+    v0_compatible: bool,
 }
 
 impl Args {
@@ -38,7 +41,12 @@ impl Args {
             Default::default()
         };
         let runtime = wasm_runtime()?;
-        let runner = conformance::Runner::new(self.path.into(), &runtime)?;
+        let version = if self.v0_compatible {
+            sark_guest::RegoVersion::V0
+        } else {
+            sark_guest::RegoVersion::V1
+        };
+        let runner = conformance::Runner::new(self.path.into(), &runtime, version)?;
         let t = conformance::run_all(&runner, &cases, &skips, &self.folders, self.verbose);
         println!(
             "{} passed, {} failed, {} skipped",

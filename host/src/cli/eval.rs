@@ -1,16 +1,17 @@
 //! `sark eval`: one decision (or ad-hoc query) through the decision service.
 
-use super::{PathArg, load_config, parse_input, read_input, verification_key};
-use crate::bundle::Bundle;
+use super::{PathArg, load_config, open_bundle, parse_input, read_input, verification_key};
+use crate::bundle::BuildOptions;
 use crate::decide::{DecisionRequest, ServiceBuilder, Target};
 use anyhow::{Result, bail};
+use sark_guest::RegoVersion;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Evaluate an entrypoint or a query; prints {"result": …} (no result when undefined).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Bundle file.
+    /// Bundle file, or a policy directory or OPA .tar.gz (built in memory).
     bundle: PathBuf,
     /// Entrypoint to evaluate (data.a.b or a/b).
     #[arg(short, long, required_unless_present = "query")]
@@ -37,6 +38,10 @@ pub struct Args {
     /// Refuse the bundle unless it is signed by this Ed25519 public key (SPKI PEM).
     #[arg(long)]
     verification_key: Option<PathBuf>,
+    /// Rego v0 (OPA's flag): the modules of a directory or .tar.gz, unless its `.manifest`
+    /// says otherwise, and the query. A built bundle parses queries as it was built.
+    #[arg(long)]
+    v0_compatible: bool,
 }
 
 impl Args {
@@ -44,7 +49,22 @@ impl Args {
     pub fn run(self) -> Result<ExitCode> {
         let config = load_config(self.config.as_deref())?;
         let key = verification_key(self.verification_key.as_deref())?;
-        let bundle = Bundle::read_verified(&self.bundle, key.as_ref())?;
+        let options = BuildOptions {
+            v0_compatible: self.v0_compatible,
+            ..Default::default()
+        };
+        let bundle = open_bundle(&self.bundle, &options, key.as_ref())?;
+        if self.v0_compatible
+            && self.query.is_some()
+            && bundle.payload()?.rego_version != RegoVersion::V0
+        {
+            bail!(
+                "{}: queries are parsed in the bundle's Rego version, v1; build it with \
+                 `sark build --v0-compatible` (or a .manifest `rego_version: 0`), or give the \
+                 policy directory",
+                self.bundle.display()
+            );
+        }
         let input = parse_input(&read_input(self.input.as_deref())?)?;
         let target = match (&self.query, &self.entrypoint) {
             (Some(q), _) => Target::Query(q),

@@ -66,7 +66,10 @@ impl Args {
         println!("compiled code:   {}", describe(compiled));
         println!("modules:");
         for module in &m.modules {
-            println!("  {} ({} B)", module.path, module.bytes);
+            println!(
+                "  {} ({} B, Rego {})",
+                module.path, module.bytes, module.rego_version
+            );
         }
         println!("imports:");
         for i in imports {

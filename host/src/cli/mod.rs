@@ -150,10 +150,36 @@ fn wasm_runtime() -> Result<WasmRuntime> {
         .map_err(|e| anyhow::anyhow!("{e:#}"))
 }
 
+/// A bundle file (`.wasm`, verified with `key` when given), or a policy directory or OPA
+/// `.tar.gz` built in memory with `options`.
+fn open_bundle(
+    target: &Path,
+    options: &BuildOptions,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<Bundle> {
+    if target.extension().is_some_and(|e| e == "wasm") {
+        return Ok(Bundle::read_verified(target, key)?);
+    }
+    if key.is_some() {
+        anyhow::bail!(
+            "{}: only a built bundle can be verified; build it with `sark build --signing-key`",
+            target.display()
+        );
+    }
+    build_in_memory(&SourceSet::read(target)?, options)
+}
+
 /// Builds a source set into a verified in-memory bundle (with the default code cache).
 fn build_in_memory(sources: &SourceSet, options: &BuildOptions) -> Result<Bundle> {
     let cache = CodeCache::open_default();
-    let bytes =
-        crate::runtime::build_bundle(sources, options, crate::EVALUATOR_COMPONENT, cache.as_ref())?;
-    Ok(Bundle::from_bytes(bytes)?)
+    let built = crate::runtime::build_bundle_reporting(
+        sources,
+        options,
+        crate::EVALUATOR_COMPONENT,
+        cache.as_ref(),
+    )?;
+    for w in &built.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(Bundle::from_bytes(built.bytes)?)
 }

@@ -1,8 +1,8 @@
 //! `sark test`: the `test_*` rules of a policy directory or bundle, on one path, with
 //! optional coverage.
 
-use super::{PathArg, build_in_memory, wasm_runtime};
-use crate::bundle::{BuildOptions, Bundle, SourceSet};
+use super::{PathArg, open_bundle, wasm_runtime};
+use crate::bundle::{BuildOptions, Bundle};
 use crate::config::Config;
 use crate::evaluator::{Evaluator, PathKind};
 use crate::native::NativePolicy;
@@ -29,17 +29,20 @@ pub struct Args {
     /// runs the same evaluator code; the component has no coverage export).
     #[arg(long)]
     coverage: bool,
+    /// Parse the modules of a directory or .tar.gz as Rego v0 (OPA's flag), unless its
+    /// `.manifest` says otherwise; a built bundle keeps the versions it was built with.
+    #[arg(long)]
+    v0_compatible: bool,
 }
 
 impl Args {
     /// Runs the tests; exit 1 when one fails or none exist.
     pub fn run(self) -> Result<ExitCode> {
-        let is_bundle = self.target.extension().is_some_and(|e| e == "wasm");
-        let bundle = if is_bundle {
-            Bundle::read(&self.target)?
-        } else {
-            build_in_memory(&SourceSet::read(&self.target)?, &BuildOptions::default())?
+        let options = BuildOptions {
+            v0_compatible: self.v0_compatible,
+            ..Default::default()
         };
+        let bundle = open_bundle(&self.target, &options, None)?;
         let filter = self.run.as_deref();
         let (results, files) = if self.coverage {
             let mut set = sark_guest::PolicySet::load(bundle.payload()?)

@@ -224,11 +224,14 @@ pub(crate) fn wasi_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>
     Ok(linker)
 }
 
-/// The engine `sark build` snapshots with: wasmtime's defaults, without epoch interruption
-/// or the pool's memory cap (loading a large policy set may need far more than one
-/// evaluation may use; the builder's store sets its own cap).
+/// The engine `sark build` snapshots with: wasmtime's defaults plus epoch interruption
+/// (the build bounds how long loading may take), without the pool's memory cap (loading a
+/// large policy set may need far more than one evaluation may use; the builder's store sets
+/// its own cap).
 pub(crate) fn snapshot_engine() -> wasmtime::Result<Engine> {
-    Engine::new(&Config::new())
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    Engine::new(&config)
 }
 
 /// Compiles a component, through `cache` when there is one.

@@ -13,7 +13,7 @@ pub use bare::BareEvaluator;
 pub use code_cache::CodeCache;
 pub use engine::{CompiledCode, EPOCH_TICK, WasmRuntime};
 pub use pool::{WasmPolicy, default_pool_size};
-pub use snapshot::build_bundle;
+pub use snapshot::{Built, build_bundle, build_bundle_reporting};
 pub use state::HostState;
 
 /// Typed bindings of the `evaluator-core` world: the `evaluator` and `loader` exports. The

@@ -122,6 +122,7 @@ pub fn bundle_of(dir: &Path, revision: Option<&str>, entrypoints: &[&str]) -> sa
     let options = sark::bundle::BuildOptions {
         entrypoints: entrypoints.iter().map(|s| s.to_string()).collect(),
         revision: revision.map(str::to_string),
+        ..Default::default()
     };
     let bytes = sark::runtime::build_bundle(
         &sark::bundle::SourceSet::read(dir).unwrap(),
