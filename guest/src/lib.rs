@@ -5,6 +5,7 @@
 //! decision can only differ between the paths through the sandbox, never through the logic.
 
 mod builtins;
+mod desugar;
 mod error;
 mod payload;
 mod policy;

@@ -91,26 +91,29 @@ impl PolicySet {
         let mut engine = Engine::new();
         engine.set_policy_length_config(policy_length_config());
         engine.set_strict_builtin_errors(payload.strict_builtin_errors);
-        crate::builtins::register(&mut engine, payload.strict_builtin_errors)
-            .map_err(|e| PolicyError::Bundle(format!("cannot register builtins: {e:#}")))?;
-        let sources: Vec<(String, String)> = payload
+        let any_v0 = payload
             .modules
             .iter()
-            .map(|m| (m.path.clone(), m.source.clone()))
-            .collect();
-        for (path, source) in &sources {
-            crate::source_limits::check(path, source)?;
+            .any(|m| m.rego_version == RegoVersion::V0);
+        crate::builtins::register(&mut engine, payload.strict_builtin_errors, any_v0)
+            .map_err(|e| PolicyError::Bundle(format!("cannot register builtins: {e:#}")))?;
+        // What Regorus parses: each module after the source rewrites. The checks below see
+        // the same text.
+        let mut sources: Vec<(String, String)> = Vec::with_capacity(payload.modules.len());
+        for m in &payload.modules {
+            crate::source_limits::check(&m.path, &m.source)?;
+            let source = crate::desugar::module(&m.path, &m.source)?;
+            crate::source_limits::check(&m.path, &source)?;
+            sources.push((m.path.clone(), source));
         }
         crate::recursion::check(&sources)?;
         let mut packages = Vec::new();
-        for module in &payload.modules {
-            let source = crate::builtins::rewrite_output_arguments(&module.path, &module.source)
-                .unwrap_or_else(|| module.source.clone());
+        for (module, (path, source)) in payload.modules.iter().zip(sources) {
             // Regorus reads the syntax version when a module is added, so v0 and v1 modules
             // can live in one engine.
             engine.set_rego_v0(module.rego_version == RegoVersion::V0);
             let package = engine
-                .add_policy(module.path.clone(), source)
+                .add_policy(path, source)
                 .map_err(|e| PolicyError::compile(&e))?;
             if !packages.contains(&package) {
                 packages.push(package);
@@ -340,19 +343,18 @@ impl PolicySet {
     /// Evaluates an ad-hoc Rego query; returns OPA `opa eval`-shaped results as JSON.
     pub fn query(&mut self, query: &str, input_json: &str) -> Result<String, PolicyError> {
         crate::source_limits::check("<query>", query)?;
+        let query = crate::desugar::module("<query>", query)?;
+        crate::source_limits::check("<query>", &query)?;
         let input = parse_input(input_json)?;
         self.engine.set_input(input);
-        let results = self
-            .engine
-            .eval_query(query.to_string(), false)
-            .map_err(|e| {
-                let msg = format!("{e:#}");
-                if msg.contains("-->") && msg.contains("<query") {
-                    PolicyError::compile(&e)
-                } else {
-                    PolicyError::evaluation(&e)
-                }
-            })?;
+        let results = self.engine.eval_query(query, false).map_err(|e| {
+            let msg = format!("{e:#}");
+            if msg.contains("-->") && msg.contains("<query") {
+                PolicyError::compile(&e)
+            } else {
+                PolicyError::evaluation(&e)
+            }
+        })?;
         serde_json::to_string(&results.result)
             .map_err(|e| PolicyError::Evaluation(format!("cannot serialize results: {e}")))
     }

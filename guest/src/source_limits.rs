@@ -21,7 +21,7 @@ pub(crate) fn check(path: &str, source: &str) -> Result<(), PolicyError> {
     // Up to the first lexing error: the parser reads that far before it reports it.
     for t in lex(path, source).tokens {
         match (t.0, t.1.text()) {
-            (TokenKind::Symbol, "[" | "{" | "(") => {
+            (TokenKind::Symbol, "[" | "{" | "(") | (TokenKind::Ident, "set(") => {
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Err(PolicyError::Compile {

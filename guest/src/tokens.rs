@@ -44,6 +44,12 @@ pub(crate) fn lex(path: &str, source: &str) -> Lexed {
     }
 }
 
+/// Whether `t` is `set(`, which Regorus's lexer reads as one token when `)` follows (the
+/// empty set); the `)` is a token of its own.
+pub(crate) fn is_empty_set(t: &Token) -> bool {
+    t.0 == TokenKind::Ident && t.1.text() == "set("
+}
+
 /// Whether `t` is the symbol `s`.
 pub(crate) fn is_symbol(t: &Token, s: &str) -> bool {
     t.0 == TokenKind::Symbol && t.1.text() == s

@@ -10,9 +10,11 @@
 
 mod aws;
 mod crypto;
+mod deprecated;
 mod globs;
 mod graphql;
 mod graphql_print;
+mod interpolation;
 mod jwt;
 mod keys;
 mod misc;
@@ -38,6 +40,7 @@ fn all() -> impl Iterator<Item = Builtin> {
         .chain(aws::BUILTINS)
         .chain(template::BUILTINS)
         .chain(misc::BUILTINS)
+        .chain(interpolation::BUILTINS)
         .copied()
 }
 
@@ -46,10 +49,12 @@ pub fn names() -> Vec<&'static str> {
     all().map(|(name, _, _)| name).collect()
 }
 
-/// Adds every builtin of this module to `engine`. With `strict` false an error makes the
-/// call undefined instead of failing the evaluation, as Regorus does for its own builtins.
-pub(crate) fn register(engine: &mut Engine, strict: bool) -> Result<()> {
-    for (name, nargs, f) in all() {
+/// Adds every builtin of this module to `engine`, and OPA's deprecated builtins when
+/// `rego_v0` (a bundle with v0 modules). With `strict` false an error makes the call
+/// undefined instead of failing the evaluation, as Regorus does for its own builtins.
+pub(crate) fn register(engine: &mut Engine, strict: bool, rego_v0: bool) -> Result<()> {
+    let deprecated = deprecated::BUILTINS.iter().copied().filter(|_| rego_v0);
+    for (name, nargs, f) in all().chain(deprecated) {
         let ext = move |args: Vec<Value>| -> Result<Value> {
             match f(&args) {
                 Ok(v) => Ok(v),
@@ -69,6 +74,7 @@ pub(crate) fn register(engine: &mut Engine, strict: bool) -> Result<()> {
 pub(crate) fn rewrite_output_arguments(path: &str, source: &str) -> Option<String> {
     rewrite::output_arguments(path, source, |name| {
         all()
+            .chain(deprecated::BUILTINS.iter().copied())
             .find(|(n, _, _)| *n == name)
             .map(|(_, nargs, _)| nargs)
     })

@@ -6,7 +6,7 @@
 //! module is compiled, such calls are rewritten with Regorus's own lexer to `out = f(a, b)`.
 //! Strings, comments and line numbers are preserved; nothing else in the source changes.
 
-use crate::tokens::{dotted, is_symbol, lex};
+use crate::tokens::{dotted, is_empty_set, is_symbol, lex};
 use regorus::unstable::TokenKind;
 
 /// One rewrite: the byte range of the call and its replacement text.
@@ -52,6 +52,11 @@ pub(crate) fn output_arguments(
         let mut commas = Vec::new();
         let mut close = None;
         for (k, t) in tokens.iter().enumerate().skip(open) {
+            if is_empty_set(t) {
+                // `set(` is one token; its `)` follows.
+                depth += 1;
+                continue;
+            }
             if t.0 != TokenKind::Symbol {
                 continue;
             }
@@ -136,6 +141,13 @@ mod tests {
         let out = output_arguments("p.rego", src, arity).expect("rewritten");
         assert_eq!(out.lines().count(), src.lines().count());
         assert!(out.contains("\n\n[a, b, c] = io.jwt.decode(t)"), "{out}");
+    }
+
+    #[test]
+    fn nested_calls_in_arguments() {
+        let src = "package p\np = x {\n  net.cidr_merge(set(), y)\n  x = y\n}\n";
+        let out = output_arguments("p.rego", src, arity).expect("rewritten");
+        assert!(out.contains("  y = net.cidr_merge(set())\n"), "{out}");
     }
 
     #[test]
