@@ -100,18 +100,21 @@ impl PolicySet {
         // What Regorus parses: each module after the source rewrites. The checks below see
         // the same text.
         let mut sources: Vec<(String, String)> = Vec::with_capacity(payload.modules.len());
+        let mut versions = Vec::with_capacity(payload.modules.len());
         for m in &payload.modules {
             crate::source_limits::check(&m.path, &m.source)?;
-            let source = crate::desugar::module(&m.path, &m.source)?;
-            crate::source_limits::check(&m.path, &source)?;
-            sources.push((m.path.clone(), source));
+            for (path, source) in crate::desugar::module(&m.path, &m.source)? {
+                crate::source_limits::check(&path, &source)?;
+                sources.push((path, source));
+                versions.push(m.rego_version);
+            }
         }
         crate::recursion::check(&sources)?;
         let mut packages = Vec::new();
-        for (module, (path, source)) in payload.modules.iter().zip(sources) {
+        for (version, (path, source)) in versions.into_iter().zip(sources) {
             // Regorus reads the syntax version when a module is added, so v0 and v1 modules
             // can live in one engine.
-            engine.set_rego_v0(module.rego_version == RegoVersion::V0);
+            engine.set_rego_v0(version == RegoVersion::V0);
             let package = engine
                 .add_policy(path, source)
                 .map_err(|e| PolicyError::compile(&e))?;
@@ -343,7 +346,7 @@ impl PolicySet {
     /// Evaluates an ad-hoc Rego query; returns OPA `opa eval`-shaped results as JSON.
     pub fn query(&mut self, query: &str, input_json: &str) -> Result<String, PolicyError> {
         crate::source_limits::check("<query>", query)?;
-        let query = crate::desugar::module("<query>", query)?;
+        let query = crate::desugar::query("<query>", query)?;
         crate::source_limits::check("<query>", &query)?;
         let input = parse_input(input_json)?;
         self.engine.set_input(input);

@@ -4,13 +4,34 @@
 //! the source text and keeps the row of every token.
 
 mod interpolation;
+mod keywords;
 
 pub(crate) use interpolation::TEMPLATE_BUILTIN;
 
 use crate::error::{Location, PolicyError};
 
-/// The source Regorus parses for module (or query) `path`: `source` after every rewrite.
-pub(crate) fn module(path: &str, source: &str) -> Result<String, PolicyError> {
+/// What Regorus parses for module `path`: `source` after every rewrite, first, and the
+/// modules the rewrites split off it (`(path, source)`).
+pub(crate) fn module(path: &str, source: &str) -> Result<Vec<(String, String)>, PolicyError> {
+    let source = query(path, source)?;
+    let Some((main, extra)) = keywords::desugar(path, &source) else {
+        return Ok(vec![(path.to_string(), output_arguments(path, source))]);
+    };
+    let mut out = vec![(path.to_string(), output_arguments(path, main))];
+    for (p, s) in extra {
+        let s = output_arguments(&p, s);
+        out.push((p, s));
+    }
+    Ok(out)
+}
+
+fn output_arguments(path: &str, source: String) -> String {
+    crate::builtins::rewrite_output_arguments(path, &source).unwrap_or(source)
+}
+
+/// What Regorus parses for a query (or, before the module-level passes, a module):
+/// template strings desugared.
+pub(crate) fn query(path: &str, source: &str) -> Result<String, PolicyError> {
     let source = match interpolation::desugar(source) {
         Ok(Some(s)) => s,
         Ok(None) => source.to_string(),
@@ -25,5 +46,5 @@ pub(crate) fn module(path: &str, source: &str) -> Result<String, PolicyError> {
             });
         }
     };
-    Ok(crate::builtins::rewrite_output_arguments(path, &source).unwrap_or(source))
+    Ok(source)
 }
