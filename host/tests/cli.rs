@@ -836,3 +836,91 @@ fn deeply_nested_sources_are_refused_before_parsing() {
     // Refused up front (the build still compiles the evaluator once, hence the margin).
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+#[test]
+fn rego_v0_sources_need_the_flag_or_the_manifest() {
+    let dir = scratch("rego-v0-cli");
+    std::fs::write(
+        dir.join("p.rego"),
+        "package p\n\ndefault allow = false\n\nallow {\n    input.user == \"alice\"\n}\n\ntest_alice {\n    allow with input as {\"user\": \"alice\"}\n}\n",
+    )
+    .unwrap();
+    let out = dir.join("p.wasm");
+    let (d, o) = (dir.to_str().unwrap(), out.to_str().unwrap());
+    // As v1 (OPA 1.x's default), the v0 body is refused with its location.
+    let err = fails(&["build", d, "-o", o, "-e", "p/allow"]);
+    assert!(err.contains("p.rego:5:7"), "{err}");
+    ok(&["build", d, "-o", o, "-e", "p/allow", "--v0-compatible"]);
+    let inspected = ok(&["inspect", o]);
+    assert!(
+        inspected.contains("p.rego (") && inspected.contains("B, Rego v0)"),
+        "{inspected}"
+    );
+    assert_eq!(
+        ok(&["eval", o, "-e", "p/allow"]).trim(),
+        r#"{"result":false}"#
+    );
+    // `sark test` and `sark eval` take the flag for a directory too.
+    let tested = ok(&["test", d, "--v0-compatible", "-v"]);
+    assert!(tested.contains("data.p.test_alice: PASS"), "{tested}");
+    fails(&["test", d]);
+    let rows = ok(&["eval", d, "--v0-compatible", "--query", "x = data.p.allow"]);
+    assert!(rows.contains("\"x\":false"), "{rows}");
+    // A query on a v1 bundle cannot be parsed as v0 after the fact.
+    let v1 = scratch("rego-v1-cli");
+    std::fs::write(v1.join("q.rego"), "package q\nx := 1\n").unwrap();
+    let v1_out = v1.join("q.wasm");
+    build(&v1, &v1_out, &[]);
+    let err = fails(&[
+        "eval",
+        v1_out.to_str().unwrap(),
+        "--v0-compatible",
+        "--query",
+        "y = data.q.x",
+    ]);
+    assert!(err.contains("Rego version, v1"), "{err}");
+    // The manifest decides over the flag; a bad version is refused with its place.
+    std::fs::write(dir.join(".manifest"), r#"{"rego_version": 1}"#).unwrap();
+    let err = fails(&["build", d, "-o", o, "--v0-compatible"]);
+    assert!(err.contains("p.rego:5:7"), "{err}");
+    std::fs::write(
+        dir.join(".manifest"),
+        r#"{"file_rego_versions": {"*.rego": 3}}"#,
+    )
+    .unwrap();
+    let err = fails(&["build", d, "-o", o]);
+    assert!(
+        err.contains(".manifest: file_rego_versions[\"*.rego\"]: unsupported Rego version 3 (expected 0 or 1)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_trap_while_warming_up_only_warns() {
+    // OPA builds this; evaluating `n` needs a billion-element range, more than a build may
+    // spend. The build warns, keeps the bundle, and `small` decides.
+    let dir = scratch("warm-up-trap");
+    std::fs::write(
+        dir.join("p.rego"),
+        "package huge\n\n# METADATA\n# entrypoint: true\nn := count([x | some x in numbers.range(1, 1000000000); x % 7 == 0])\n\n# METADATA\n# entrypoint: true\nsmall := 1\n",
+    )
+    .unwrap();
+    let out = dir.join("p.wasm");
+    let built = run(&["build", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let log = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "{log}");
+    assert!(
+        log.contains("warning: warming up the entrypoints stopped ("),
+        "{log}"
+    );
+    assert!(!log.contains("wasm backtrace"), "{log}");
+    let small = ok(&["eval", out.to_str().unwrap(), "-e", "huge/small"]);
+    assert_eq!(small.trim(), r#"{"result":1}"#);
+    // A real compile error still fails the build, located.
+    std::fs::write(dir.join("p.rego"), "package huge\n\nsmall := \n").unwrap();
+    let err = fails(&["build", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(
+        err.contains("p.rego:4:1") || err.contains("p.rego:3:"),
+        "{err}"
+    );
+}

@@ -325,3 +325,128 @@ fn the_shadow_compares_without_counting_as_served_evaluations() {
         "{text}"
     );
 }
+
+/// Regorus itself, in v0 mode, on the fixture's `legacy/` modules: `data.legacy`.
+fn regorus_v0_reference(input: &serde_json::Value) -> serde_json::Value {
+    let dir = fixture("rego_v0");
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(true);
+    for f in ["helpers", "rules", "future", "v1import"] {
+        engine
+            .add_policy_from_file(dir.join(format!("legacy/{f}.rego")))
+            .unwrap();
+    }
+    engine
+        .add_data_json(&std::fs::read_to_string(dir.join("data.json")).unwrap())
+        .unwrap();
+    engine.set_input(regorus::Value::from(input.clone()));
+    let results = engine.eval_query("data.legacy".into(), false).unwrap();
+    serde_json::to_value(&results.result[0].expressions[0].value).unwrap()
+}
+
+#[test]
+fn rego_v0_and_v1_modules_in_one_bundle_decide_as_regorus_v0_does() {
+    let bundle = bundle_of(&fixture("rego_v0"), None, &["legacy"]);
+    // `.manifest`: `rego_version: 0`, and `modern/*.rego` v1 by `file_rego_versions`.
+    let versions: Vec<(String, u8)> = bundle
+        .manifest()
+        .modules
+        .iter()
+        .map(|m| (m.path.clone(), u8::from(m.rego_version)))
+        .collect();
+    let want: Vec<(String, u8)> = [
+        ("legacy/future.rego", 0),
+        ("legacy/helpers.rego", 0),
+        ("legacy/rules.rego", 0),
+        ("legacy/v1import.rego", 0),
+        ("modern/api.rego", 1),
+    ]
+    .iter()
+    .map(|(p, v)| (p.to_string(), *v))
+    .collect();
+    assert_eq!(versions, want);
+    let s = service(bundle, &Config::default());
+    let inputs = [
+        json!({"user": {"name": "carol", "role": "guest"}, "points": 50,
+               "users": [{"name": "alice", "role": "admin"}, {"name": "bob", "role": "dev"}]}),
+        json!({"user": {"name": "dave", "role": "admin"}, "points": 500,
+               "users": [{"name": "", "role": "dev"}]}),
+        json!({"user": {"name": "eve", "role": "guest"}, "points": 1, "users": []}),
+    ];
+    for input in &inputs {
+        let reference = regorus_v0_reference(input);
+        for path in [PathKind::Wasm, PathKind::Native] {
+            let mut req = DecisionRequest::new("legacy", Some(input));
+            req.force_path = Some(path);
+            req.bypass_cache = true;
+            let d = s.decide(&req).unwrap();
+            let got: serde_json::Value =
+                serde_json::from_str(d.result.as_deref().unwrap()).unwrap();
+            assert_eq!(got, reference, "{path} on {input}");
+        }
+    }
+    // Every rule form gave something: the comparison is not between two empty documents.
+    let first = regorus_v0_reference(&inputs[0]);
+    for key in [
+        "allow",
+        "names",
+        "roles",
+        "doubled",
+        "level",
+        "as_admin",
+        "owners_replaced",
+    ] {
+        assert!(!first[key].is_null(), "{key} missing from {first}");
+    }
+    assert_eq!(first["level"], "silver");
+    assert_eq!(first["future"]["admins"], json!(["alice"]));
+    assert_eq!(regorus_v0_reference(&inputs[1])["level"], "gold");
+    // The v1 module of the same bundle reads the v0 rules and interpolates.
+    for path in [PathKind::Wasm, PathKind::Native] {
+        let mut req = DecisionRequest::new("modern/decision", Some(&inputs[0]));
+        req.force_path = Some(path);
+        req.bypass_cache = true;
+        let d = s.decide(&req).unwrap();
+        assert_eq!(
+            json(d.result.as_deref().unwrap()),
+            json!({"allow": true, "level": "silver", "admins": ["alice"],
+                   "greeting": "hello carol, 2 users, missing: <undefined>"}),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn string_interpolation_formats_values_and_undefined_parts_as_opa_does() {
+    let s = failures(&Config::default());
+    let input = json!({"n": 3, "xs": ["a", "b"], "o": {"k": [1, 2.5]}, "s": "plain"});
+    let cases = [
+        (
+            r#"x := $"{input.n} {input.s} {input.o} {input.nope}""#,
+            json!(r#"3 plain {"k": [1, 2.5]} <undefined>"#),
+        ),
+        (
+            r#"x := $"{{y | some y in input.xs}} {set()} {[true, null]}""#,
+            json!(r#"{"a", "b"} set() [true, null]"#),
+        ),
+        (
+            r#"x := $"\{literal} {$"nested {input.n + 1}"}""#,
+            json!("{literal} nested 4"),
+        ),
+        ("x := $`multi\n{input.s}`", json!("multi\nplain")),
+    ];
+    for (query, want) in cases {
+        for path in [PathKind::Wasm, PathKind::Native] {
+            let mut req = DecisionRequest::query(query, Some(&input));
+            req.force_path = Some(path);
+            let d = s.decide(&req).unwrap();
+            let rows = json(d.result.as_deref().unwrap());
+            assert_eq!(rows[0]["bindings"]["x"], want, "{path}: {query}");
+        }
+    }
+    // An expression with several values is an error, not a guess.
+    let mut req = DecisionRequest::query(r#"x := $"{input.xs[_]}""#, Some(&input));
+    req.force_path = Some(PathKind::Wasm);
+    let err = s.decide(&req).unwrap_err();
+    assert!(err.to_string().contains("must produce one"), "{err}");
+}
