@@ -101,9 +101,18 @@ impl PolicySet {
         // the same text.
         let mut sources: Vec<(String, String)> = Vec::with_capacity(payload.modules.len());
         let mut versions = Vec::with_capacity(payload.modules.len());
+        let annotations = if payload
+            .modules
+            .iter()
+            .any(|m| crate::desugar::mentions_metadata(&m.source))
+        {
+            crate::desugar::collect_annotations(payload.modules.iter().map(|m| m.source.as_str()))
+        } else {
+            Default::default()
+        };
         for m in &payload.modules {
             crate::source_limits::check(&m.path, &m.source)?;
-            for (path, source) in crate::desugar::module(&m.path, &m.source)? {
+            for (path, source) in crate::desugar::module(&m.path, &m.source, &annotations)? {
                 crate::source_limits::check(&path, &source)?;
                 sources.push((path, source));
                 versions.push(m.rego_version);

@@ -5,6 +5,11 @@
 
 mod interpolation;
 mod keywords;
+mod metadata;
+
+pub(crate) use metadata::{
+    Annotations, collect as collect_annotations, mentioned as mentions_metadata,
+};
 
 pub(crate) use interpolation::TEMPLATE_BUILTIN;
 
@@ -12,8 +17,17 @@ use crate::error::{Location, PolicyError};
 
 /// What Regorus parses for module `path`: `source` after every rewrite, first, and the
 /// modules the rewrites split off it (`(path, source)`).
-pub(crate) fn module(path: &str, source: &str) -> Result<Vec<(String, String)>, PolicyError> {
+pub(crate) fn module(
+    path: &str,
+    source: &str,
+    annotations: &Annotations,
+) -> Result<Vec<(String, String)>, PolicyError> {
     let source = query(path, source)?;
+    let source = if metadata::mentioned(&source) {
+        metadata::desugar(path, &source, annotations).unwrap_or(source)
+    } else {
+        source
+    };
     let Some((main, extra)) = keywords::desugar(path, &source) else {
         return Ok(vec![(path.to_string(), output_arguments(path, source))]);
     };
