@@ -4,6 +4,7 @@
 //! compiled natively it is the host's native path. Both run the same [`PolicySet`] code, so a
 //! decision can only differ between the paths through the sandbox, never through the logic.
 
+mod arity;
 mod builtins;
 mod desugar;
 mod error;

@@ -119,6 +119,7 @@ impl PolicySet {
             }
         }
         crate::recursion::check(&sources)?;
+        crate::arity::check(&sources, |name| crate::builtins::arity(name, any_v0))?;
         let mut packages = Vec::new();
         for (version, (path, source)) in versions.into_iter().zip(sources) {
             // Regorus reads the syntax version when a module is added, so v0 and v1 modules

@@ -80,6 +80,16 @@ pub(crate) fn rewrite_output_arguments(path: &str, source: &str) -> Option<Strin
     })
 }
 
+/// The number of arguments of builtin `name` of this module (deprecated ones only with
+/// `rego_v0`), for the arity check.
+pub(crate) fn arity(name: &str, rego_v0: bool) -> Option<u8> {
+    let deprecated = deprecated::BUILTINS.iter().copied().filter(|_| rego_v0);
+    all()
+        .chain(deprecated)
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, nargs, _)| nargs)
+}
+
 /// The string argument `i`, or a type error.
 fn string_arg(args: &[Value], i: usize) -> Result<&str> {
     match args.get(i) {
