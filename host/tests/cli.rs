@@ -923,4 +923,16 @@ fn a_trap_while_warming_up_only_warns() {
         err.contains("p.rego:4:1") || err.contains("p.rego:3:"),
         "{err}"
     );
+    // So does a builtin called with the wrong number of arguments, even in a branch no
+    // warm-up reaches.
+    std::fs::write(
+        dir.join("p.rego"),
+        "package huge\n\nsmall := 1\n\nrare if {\n  input.never\n  count(input.a, input.b, input.c)\n}\n",
+    )
+    .unwrap();
+    let err = fails(&["build", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(
+        err.contains("p.rego:7:3") && err.contains("rego_type_error: count: arity mismatch"),
+        "{err}"
+    );
 }
