@@ -9,7 +9,7 @@ SAMPLES    := $(sort $(wildcard policies/samples/*.json))
 # OPA's compliance cases, shared beside the repository.
 CONFORMANCE ?= ../shared/conformance/opa-v1
 
-.PHONY: all run test bench soak fuzz guest host bundle lint fmt clean setup portability-deps cluster-deps
+.PHONY: all run test bench soak fuzz guest host bundle lint fmt clean setup portability-deps cluster-deps python python-wheel
 
 all: host
 
@@ -29,6 +29,19 @@ host: guest
 portability-deps:
 	cd examples/node && npm ci --no-audit --no-fund --loglevel=error
 	python3 -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+
+# The Python package (sark_runtime): the wheel built with maturin into target/wheels, then
+# installed into a virtual environment (target/py-venv) and tested with pytest against the
+# real bundles. The wheel reuses the host library already built in target/.
+PY_VENV := target/py-venv
+python-wheel: host
+	@test -x $(PY_VENV)/bin/python || python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r python/requirements-dev.txt
+	$(PY_VENV)/bin/maturin build --release --quiet -m python/Cargo.toml -o target/wheels
+	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps target/wheels/sark_runtime-*.whl
+
+python: python-wheel
+	SARK=$(CURDIR)/$(SARK) $(PY_VENV)/bin/python -m pytest -q python/tests
 
 # redis-server for the cluster tests (they start their own on ephemeral loopback ports).
 cluster-deps:
@@ -50,20 +63,24 @@ run: bundle
 
 # Unit tests, integration tests against the real binary and component, and the Rego tests.
 test: host portability-deps cluster-deps
-	$(CARGO) test --workspace --release --exclude sark-guest
+	$(CARGO) test --workspace --release --exclude sark-guest --exclude sark-python
 	$(CARGO) test -p sark-guest --release
+	$(MAKE) python
 	$(SARK) test policies
 	@if [ -d $(CONFORMANCE) ]; then \
 	  $(SARK) conformance $(CONFORMANCE) --min-passed $$(cat conformance/baseline.txt); \
 	else echo "warning: $(CONFORMANCE) not found; conformance ratchet not run"; fi
 
-bench: bundle cluster-deps
+bench: bundle cluster-deps python-wheel
 	$(SARK) bench $(BUNDLE) -e mcp/gateway/decision -i policies/samples/developer-create-issue.json --path all --duration 5
 	$(CARGO) bench -p sark --bench cache
 	$(CARGO) bench -p sark --bench evaluate
 	bench/load.sh
 	python3 bench/cluster.py $(SARK) $(BUNDLE)
 	python3 bench/edit.py $(SARK) policies
+	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --ignore-requires-python -r bench/requirements-opa.txt
+	$(PY_VENV)/bin/python bench/python.py $(BUNDLE) policies policies/samples/developer-create-issue.json
 
 # Soak and fault test (10 minutes; not in CI): SOAK_SECONDS=60 make soak for a short run.
 soak: host

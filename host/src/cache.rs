@@ -239,6 +239,17 @@ impl DecisionCache {
         })
     }
 
+    /// Removes the entry of `key`; whether there was one. Its queue slot goes stale and is
+    /// skipped by the evictor.
+    pub fn remove(&self, key: &CacheKey) -> bool {
+        if self.map.remove(key).is_some() {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Drops every entry (on a bundle change).
     pub fn clear(&self) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());

@@ -11,9 +11,11 @@ use super::BundleError;
 use super::artifact::{
     Bundle, BundleSignature, SIGNATURE_SECTION, append_custom_section, sha256_hex,
 };
+/// An Ed25519 public key that bundles are verified with.
+pub use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 use std::path::{Path, PathBuf};
 
 /// Domain separation for the signed message.

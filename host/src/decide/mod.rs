@@ -21,6 +21,17 @@ pub use canonical::canonical_json;
 pub use loaded::LoadedBundle;
 pub use request::{Decided, Decision, DecisionRequest, Lookup, Pending, Target};
 
+/// Why a feature change was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureChangeError {
+    /// Refused by the flags (unknown feature, bad percentage, state file not writable).
+    #[error(transparent)]
+    Flag(crate::flags::FlagError),
+    /// The cluster could not publish it: no instance applied it.
+    #[error("the change was not applied on any instance: {0}")]
+    Cluster(crate::cluster::ClusterError),
+}
+
 use crate::bundle::Bundle;
 use crate::cache::{CacheKey, DecisionCache, SharedCache, SharedKey};
 use crate::cluster::Cluster;
@@ -123,6 +134,25 @@ impl DecisionService {
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Applies planned feature states (from [`RolloutFlags::plan_percentage`] or
+    /// [`RolloutFlags::plan_rollback_all`]): through Redis, so every instance applies them,
+    /// when the service runs in a cluster; else here. Nothing is applied on an error.
+    pub async fn change_features(
+        &self,
+        planned: &std::collections::BTreeMap<String, crate::flags::Feature>,
+    ) -> Result<(), FeatureChangeError> {
+        match &self.cluster {
+            Some(cluster) => cluster
+                .publish(planned)
+                .await
+                .map_err(FeatureChangeError::Cluster),
+            None => planned
+                .iter()
+                .try_for_each(|(name, f)| self.flags.apply(name, f.clone()).map(drop))
+                .map_err(FeatureChangeError::Flag),
+        }
     }
 
     /// Prometheus text exposition of every metric.

@@ -2,7 +2,7 @@
 
 use super::respond::{json_text, opa_error};
 use super::{AppState, resolve};
-use crate::decide::DecisionRequest;
+use crate::decide::{DecisionRequest, FeatureChangeError};
 use crate::evaluator::PathKind;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -187,23 +187,15 @@ async fn change_features(
         Ok(p) => p,
         Err(e) => return flag_error(&e),
     };
-    let applied = match state.service.cluster() {
-        Some(cluster) => cluster.publish(&planned).await.map_err(|e| {
-            opa_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cluster_unavailable",
-                &format!("the change was not applied on any instance: {e}"),
-                vec![],
-            )
-        }),
-        None => planned
-            .iter()
-            .try_for_each(|(name, f)| state.service.flags().apply(name, f.clone()).map(drop))
-            .map_err(|e| flag_error(&e)),
-    };
-    match applied {
+    match state.service.change_features(&planned).await {
         Ok(()) => json_text(StatusCode::OK, features_body(state).to_string()),
-        Err(resp) => resp,
+        Err(FeatureChangeError::Flag(e)) => flag_error(&e),
+        Err(e @ FeatureChangeError::Cluster(_)) => opa_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            &e.to_string(),
+            vec![],
+        ),
     }
 }
 
