@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyList};
 use sark::PathKind;
 use sark::bundle::Bundle;
 use sark::config::Config;
-use sark::decide::{DecisionRequest, DecisionService, ServiceBuilder};
+use sark::decide::{Decision, DecisionRequest, DecisionService, Lookup, ServiceBuilder};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +49,21 @@ fn path_of(path: Option<&str>) -> PyResult<Option<PathKind>> {
     }
 }
 
+/// One decision through the service's three steps, as `sark serve` makes it: lookup,
+/// evaluation on a miss, record under a fresh decision id (the decision log, when on, logs
+/// it under that id; the shadow and the live comparison see it).
+fn decide_logged(
+    service: &DecisionService,
+    req: &DecisionRequest<'_>,
+) -> Result<(String, Decision), sark::EvalError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let decided = match service.lookup(req) {
+        Lookup::Hit(decided) => decided,
+        Lookup::Miss(pending) => service.evaluate(pending),
+    };
+    service.record(decided, Some(&id)).map(|d| (id, d))
+}
+
 impl Client {
     /// One decision with the GIL released; the input is converted before.
     fn run(
@@ -59,7 +74,7 @@ impl Client {
         user: Option<&str>,
         path: Option<&str>,
         bypass_cache: bool,
-    ) -> PyResult<sark::decide::Decision> {
+    ) -> PyResult<(String, Decision)> {
         let input = input.filter(|i| !i.is_none()).map(to_json).transpose()?;
         let force_path = path_of(path)?;
         py.detach(|| {
@@ -67,7 +82,7 @@ impl Client {
             req.user_key = user;
             req.force_path = force_path;
             req.bypass_cache = bypass_cache;
-            self.service.decide(&req)
+            decide_logged(&self.service, &req)
         })
         .map_err(eval_error)
     }
@@ -123,7 +138,7 @@ impl Client {
         user: Option<&str>,
         path: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let d = self.run(py, entrypoint, input, user, path, false)?;
+        let (_, d) = self.run(py, entrypoint, input, user, path, false)?;
         match d.result.as_deref() {
             Some(text) => from_json_text(py, text),
             None => Ok(py.None().into_bound(py)),
@@ -152,7 +167,7 @@ impl Client {
                     let mut req = DecisionRequest::new(entrypoint, Some(input));
                     req.user_key = user;
                     req.force_path = force_path;
-                    self.service.decide(&req).map(|d| d.result)
+                    decide_logged(&self.service, &req).map(|(_, d)| d.result)
                 })
                 .collect::<Result<Vec<_>, _>>()
         });
@@ -166,8 +181,9 @@ impl Client {
         Ok(list)
     }
 
-    /// The decision with how it was made: `result` (None when undefined), `path`,
-    /// `cache_hit`, `shared_cache_hit`, `fallback_from`, `canary`, `bundle`, `elapsed_us`.
+    /// The decision with how it was made: `result` (None when undefined), `decision_id`
+    /// (as in the decision log), `path`, `cache_hit`, `shared_cache_hit`, `fallback_from`,
+    /// `canary`, `bundle`, `elapsed_us`.
     #[pyo3(signature = (entrypoint, input=None, *, user=None, path=None, bypass_cache=false))]
     fn decide<'py>(
         &self,
@@ -178,8 +194,9 @@ impl Client {
         path: Option<&str>,
         bypass_cache: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let d = self.run(py, entrypoint, input, user, path, bypass_cache)?;
+        let (id, d) = self.run(py, entrypoint, input, user, path, bypass_cache)?;
         let out = PyDict::new(py);
+        out.set_item("decision_id", id)?;
         match d.result.as_deref() {
             Some(text) => out.set_item("result", from_json_text(py, text)?)?,
             None => out.set_item("result", py.None())?,

@@ -36,6 +36,23 @@ def test_decisions_equal_sark_eval_on_both_paths(bundles, samples):
     f, ep = samples[0]
     d = client.decide(ep, json.loads(f.read_text()))
     assert d.path == "wasm" and d.fallback_from is None and d.bundle.startswith(client.info["revision"])
+    assert len(d.decision_id) == 36 and d.decision_id != client.decide(ep, json.loads(f.read_text())).decision_id
+
+
+def test_decisions_are_logged_as_the_server_logs_them(bundles, tmp_path):
+    log = tmp_path / "decisions.jsonl"
+    config = {"decision_log": {"enabled": True, "output": str(log)}}
+    client = OPAClient(bundles["r1"], config=config)
+    d = client.decide("t/maybe", {"x": 1})
+    client.evaluate("t/no")
+    for _ in range(500):  # the writer task flushes each batch; wait for both lines
+        lines = log.read_text().splitlines() if log.exists() else []
+        if len(lines) >= 2:
+            break
+        time.sleep(0.01)
+    events = [json.loads(line) for line in lines]
+    assert [e["decision_id"] for e in events][0] == d.decision_id
+    assert events[0]["result"] == 1 and events[1]["result"] is False
 
 
 def test_undefined_is_none_and_false_is_a_value(bundles):

@@ -55,6 +55,8 @@ class Decision:
 
     result: Any
     """The entrypoint's value; ``None`` when it is undefined."""
+    decision_id: str
+    """The decision's id, as the decision log records it."""
     path: str
     """``"wasm"`` (the sandbox) or ``"native"``."""
     cache_hit: bool
