@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// The decision service of one bundle.
-#[pyclass(module = "sark_runtime._native", frozen)]
+#[pyclass(module = "sark_runtime._native", frozen, subclass)]
 pub struct Client {
     service: Arc<DecisionService>,
     /// Runs the service's background tasks (cache sweeper, decision log, cluster).
@@ -49,23 +49,20 @@ fn path_of(path: Option<&str>) -> PyResult<Option<PathKind>> {
     }
 }
 
-/// One decision through the service's three steps, as `sark serve` makes it: lookup,
-/// evaluation on a miss, record under a fresh decision id (the decision log, when on, logs
-/// it under that id; the shadow and the live comparison see it).
-fn decide_logged(
-    service: &DecisionService,
-    req: &DecisionRequest<'_>,
-) -> Result<(String, Decision), sark::EvalError> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let decided = match service.lookup(req) {
-        Lookup::Hit(decided) => decided,
-        Lookup::Miss(pending) => service.evaluate(pending),
-    };
-    service.record(decided, Some(&id)).map(|d| (id, d))
+/// How much of the server's record step a decision needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Id {
+    /// A decision id always (`decide` returns it).
+    Always,
+    /// Only when the service writes a decision log.
+    WhenLogged,
 }
 
 impl Client {
-    /// One decision with the GIL released; the input is converted before.
+    /// One decision as `sark serve` makes it: lookup, evaluation on a miss, record (under a
+    /// fresh decision id, which the decision log, when on, logs it under). The lookup never
+    /// blocks, so a cache hit is answered holding the GIL; only an evaluation releases it.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         py: Python<'_>,
@@ -74,17 +71,29 @@ impl Client {
         user: Option<&str>,
         path: Option<&str>,
         bypass_cache: bool,
-    ) -> PyResult<(String, Decision)> {
+        id: Id,
+    ) -> PyResult<(Option<String>, Decision)> {
         let input = input.filter(|i| !i.is_none()).map(to_json).transpose()?;
-        let force_path = path_of(path)?;
-        py.detach(|| {
-            let mut req = DecisionRequest::new(entrypoint, input.as_ref());
-            req.user_key = user;
-            req.force_path = force_path;
-            req.bypass_cache = bypass_cache;
-            decide_logged(&self.service, &req)
-        })
-        .map_err(eval_error)
+        let mut req = DecisionRequest::new(entrypoint, input.as_ref());
+        req.user_key = user;
+        req.force_path = path_of(path)?;
+        req.bypass_cache = bypass_cache;
+        let id = (id == Id::Always || self.service.logs_decisions())
+            .then(|| uuid::Uuid::new_v4().to_string());
+        // Inside the client's runtime, the record step hands a shadow evaluation (policy
+        // canary, shadow mode) to its blocking pool instead of running it here.
+        let decision = match self.service.lookup(&req) {
+            Lookup::Hit(decided) => {
+                let _runtime = self.runtime.enter();
+                self.service.record(decided, id.as_deref())
+            }
+            Lookup::Miss(pending) => py.detach(|| {
+                let decided = self.service.evaluate(pending);
+                let _runtime = self.runtime.enter();
+                self.service.record(decided, id.as_deref())
+            }),
+        };
+        Ok((id, decision.map_err(eval_error)?))
     }
 }
 
@@ -138,7 +147,7 @@ impl Client {
         user: Option<&str>,
         path: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (_, d) = self.run(py, entrypoint, input, user, path, false)?;
+        let (_, d) = self.run(py, entrypoint, input, user, path, false, Id::WhenLogged)?;
         match d.result.as_deref() {
             Some(text) => from_json_text(py, text),
             None => Ok(py.None().into_bound(py)),
@@ -160,14 +169,23 @@ impl Client {
             .map(|i| i.and_then(|i| to_json(&i)))
             .collect::<PyResult<_>>()?;
         let force_path = path_of(path)?;
+        let logged = self.service.logs_decisions();
         let results = py.detach(|| {
+            let _runtime = self.runtime.enter();
             inputs
                 .iter()
                 .map(|input| {
                     let mut req = DecisionRequest::new(entrypoint, Some(input));
                     req.user_key = user;
                     req.force_path = force_path;
-                    decide_logged(&self.service, &req).map(|(_, d)| d.result)
+                    let id = logged.then(|| uuid::Uuid::new_v4().to_string());
+                    let decided = match self.service.lookup(&req) {
+                        Lookup::Hit(decided) => decided,
+                        Lookup::Miss(pending) => self.service.evaluate(pending),
+                    };
+                    self.service
+                        .record(decided, id.as_deref())
+                        .map(|d| d.result)
                 })
                 .collect::<Result<Vec<_>, _>>()
         });
@@ -194,7 +212,7 @@ impl Client {
         path: Option<&str>,
         bypass_cache: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (id, d) = self.run(py, entrypoint, input, user, path, bypass_cache)?;
+        let (id, d) = self.run(py, entrypoint, input, user, path, bypass_cache, Id::Always)?;
         let out = PyDict::new(py);
         out.set_item("decision_id", id)?;
         match d.result.as_deref() {

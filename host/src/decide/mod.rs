@@ -116,6 +116,11 @@ impl DecisionService {
         self.canary_mode
     }
 
+    /// Whether decisions recorded with a decision id are written to a decision log.
+    pub fn logs_decisions(&self) -> bool {
+        self.log.is_some()
+    }
+
     /// The decision cache.
     pub fn cache(&self) -> &Arc<DecisionCache> {
         &self.cache

@@ -70,54 +70,16 @@ class Decision:
     elapsed_us: float
 
 
-class OPAClient:
-    """One bundle behind SARK's decision service, as ``sark serve`` runs it."""
+class OPAClient(_Client):
+    """One bundle behind SARK's decision service, as ``sark serve`` runs it.
 
-    def __init__(
-        self,
-        bundle: Union[str, "PathLike[str]"],
-        config: Config = None,
-        verification_key: Optional[Union[str, "PathLike[str]"]] = None,
-    ) -> None:
-        self._client = _Client(bundle, config, verification_key)
+    ``OPAClient(bundle, config=None, verification_key=None)``: ``bundle`` is a built
+    ``.wasm``; ``config`` is None, a YAML file or a dict in its shape; with
+    ``verification_key`` every bundle, reloads included, must be signed by that key.
 
-    def evaluate(
-        self,
-        entrypoint: str,
-        input: Any = None,
-        *,
-        user: Optional[str] = None,
-        path: Optional[str] = None,
-    ) -> Any:
-        """The entrypoint's value for ``input``; ``None`` when undefined (``False`` is a value)."""
-        return self._client.evaluate(entrypoint, input, user=user, path=path)
-
-    async def evaluate_async(
-        self,
-        entrypoint: str,
-        input: Any = None,
-        *,
-        user: Optional[str] = None,
-        path: Optional[str] = None,
-    ) -> Any:
-        """:meth:`evaluate` on a worker thread."""
-        return await asyncio.to_thread(self.evaluate, entrypoint, input, user=user, path=path)
-
-    def evaluate_batch(
-        self,
-        entrypoint: str,
-        inputs: Iterable[Any],
-        *,
-        user: Optional[str] = None,
-        path: Optional[str] = None,
-    ) -> list:
-        """One value per input, in order (the first error raises)."""
-        return self._client.evaluate_batch(entrypoint, inputs, user=user, path=path)
-
-    async def evaluate_batch_async(self, entrypoint: str, inputs: Iterable[Any], **kw: Any) -> list:
-        """:meth:`evaluate_batch` on a worker thread."""
-        inputs = list(inputs)
-        return await asyncio.to_thread(self.evaluate_batch, entrypoint, inputs, **kw)
+    The synchronous methods are the native ones (``evaluate``, ``evaluate_batch``, ``query``,
+    ``reload``, ``info``, ``flags``, ``cache_stats``, ``metrics_text``): see ``_native.pyi``.
+    """
 
     def decide(
         self,
@@ -129,43 +91,32 @@ class OPAClient:
         bypass_cache: bool = False,
     ) -> Decision:
         """The decision with the path, cache and fallback that made it."""
-        d = self._client.decide(entrypoint, input, user=user, path=path, bypass_cache=bypass_cache)
+        d = super().decide(entrypoint, input, user=user, path=path, bypass_cache=bypass_cache)
         return Decision(**d)
+
+    async def evaluate_async(
+        self,
+        entrypoint: str,
+        input: Any = None,
+        *,
+        user: Optional[str] = None,
+        path: Optional[str] = None,
+    ) -> Any:
+        """``evaluate`` on a worker thread."""
+        return await asyncio.to_thread(self.evaluate, entrypoint, input, user=user, path=path)
+
+    async def evaluate_batch_async(self, entrypoint: str, inputs: Iterable[Any], **kw: Any) -> list:
+        """``evaluate_batch`` on a worker thread."""
+        inputs = list(inputs)
+        return await asyncio.to_thread(self.evaluate_batch, entrypoint, inputs, **kw)
 
     async def decide_async(self, entrypoint: str, input: Any = None, **kw: Any) -> Decision:
         """:meth:`decide` on a worker thread."""
         return await asyncio.to_thread(self.decide, entrypoint, input, **kw)
 
-    def query(self, query: str, input: Any = None, *, path: Optional[str] = None) -> list:
-        """An ad-hoc Rego query: its result rows, as ``opa eval`` shapes them."""
-        return self._client.query(query, input, path=path)
-
-    def reload(self, bundle: Optional[Union[str, "PathLike[str]"]] = None) -> str:
-        """Activates ``bundle`` (default: the same file again); returns its revision. A bundle
-        that does not load leaves the active one in place and raises :class:`BundleError`."""
-        return self._client.reload(bundle)
-
     async def reload_async(self, bundle: Optional[Union[str, "PathLike[str]"]] = None) -> str:
-        """:meth:`reload` on a worker thread."""
+        """``reload`` on a worker thread."""
         return await asyncio.to_thread(self.reload, bundle)
-
-    @property
-    def info(self) -> dict:
-        """The active bundle: revision, content hash, id, entrypoints, roots, modules."""
-        return self._client.info
-
-    @property
-    def flags(self) -> RolloutFlags:
-        """The rollout flags decisions use; changes apply to the next decision."""
-        return self._client.flags
-
-    def cache_stats(self) -> dict:
-        """Counters of the decision cache."""
-        return self._client.cache_stats()
-
-    def metrics_text(self) -> str:
-        """Every metric in Prometheus text format, as ``/metrics`` serves it."""
-        return self._client.metrics_text()
 
 
 class PolicyCache(_PolicyCache):
