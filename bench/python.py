@@ -26,7 +26,12 @@ ENTRYPOINT = "mcp/gateway/decision"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def median_us(call, seconds=2.0):
+ROUNDS = 3
+
+
+def median_us(call, seconds=0.7):
+    """The median of `ROUNDS` round medians (this machine is noisy; the figures of one
+    report are taken interleaved, see `main`)."""
     for _ in range(300):
         call()
     samples = []
@@ -36,6 +41,15 @@ def median_us(call, seconds=2.0):
         call()
         samples.append((time.perf_counter_ns() - t) / 1000)
     return statistics.median(samples), len(samples)
+
+
+def interleaved(calls):
+    """Runs every call's measurement once per round, `ROUNDS` rounds: {name: median µs}."""
+    rounds = {name: [] for name in calls}
+    for _ in range(ROUNDS):
+        for name, call in calls.items():
+            rounds[name].append(median_us(call)[0])
+    return {name: statistics.median(r) for name, r in rounds.items()}
 
 
 def throughput(client, data, threads, seconds=2.0):
@@ -57,26 +71,25 @@ def throughput(client, data, threads, seconds=2.0):
     return sum(counts) / seconds
 
 
-def opa_golib(policy_dir, data, seconds=2.0):
+def opa_golib(policy_dir):
+    """OPA's engine with the same policies and data plus a constant rule (the bridge's own
+    cost): (engine, package path, None), or None when the bindings are not installed."""
     try:
         from opa_bindings import OpaEngine
     except ImportError:
         return None
-    with OpaEngine() as engine:
-        for f in sorted(Path(policy_dir).rglob("*.rego")):
-            if not f.name.endswith("_test.rego"):
-                engine.add_policy(str(f), f.read_text())
-        for f in sorted(Path(policy_dir).rglob("data.json")):
-            rel = f.parent.relative_to(policy_dir).parts
-            if rel:
-                engine.add_data(json.loads(f.read_text()), path="/".join(rel))
-            else:
-                engine.add_data(json.loads(f.read_text()))
-        engine.add_policy("bridge.rego", "package sark_bench_bridge\n\nx := 1\n")
-        package = ENTRYPOINT.replace("/", ".")
-        decision = median_us(lambda: engine.eval_document(package, data), seconds)
-        bridge = median_us(lambda: engine.eval_document("sark_bench_bridge.x", data), seconds)
-        return decision, bridge, engine.eval_document(package, data)
+    engine = OpaEngine()
+    for f in sorted(Path(policy_dir).rglob("*.rego")):
+        if not f.name.endswith("_test.rego"):
+            engine.add_policy(str(f), f.read_text())
+    for f in sorted(Path(policy_dir).rglob("data.json")):
+        rel = f.parent.relative_to(policy_dir).parts
+        if rel:
+            engine.add_data(json.loads(f.read_text()), path="/".join(rel))
+        else:
+            engine.add_data(json.loads(f.read_text()))
+    engine.add_policy("bridge.rego", "package sark_bench_bridge\n\nx := 1\n")
+    return engine, ENTRYPOINT.replace("/", "."), None
 
 
 def wasmtime_py(bundle, data):
@@ -99,21 +112,34 @@ def main():
     client = OPAClient(bundle, config=no_cache)
     want = client.evaluate(ENTRYPOINT, data)
 
-    py_us, n = median_us(lambda: client.evaluate(ENTRYPOINT, data))
-    rust = [client.decide(ENTRYPOINT, data).elapsed_us for _ in range(2000)]
-    rust_us = statistics.median(rust)
     cached = OPAClient(bundle)
-    hit_us, _ = median_us(lambda: cached.evaluate(ENTRYPOINT, data, user="bench"))
     cache = PolicyCache()
     cache.set("key", want)
-    get_us, _ = median_us(lambda: cache.get("key"))
+    rust = []
+    calls = {
+        "py": lambda: client.evaluate(ENTRYPOINT, data),
+        "rust": lambda: rust.append(client.decide(ENTRYPOINT, data).elapsed_us),
+        "hit": lambda: cached.evaluate(ENTRYPOINT, data),
+        "get": lambda: cache.get("key"),
+    }
+    opa_engine = opa_golib(policy_dir)
+    if opa_engine is not None:
+        engine, package, opa_result = opa_engine
+        calls["opa"] = lambda: engine.eval_document(package, data)
+        calls["bridge"] = lambda: engine.eval_document("sark_bench_bridge.x", data)
+    m = interleaved(calls)
+    py_us, rust_us, hit_us, get_us = m["py"], statistics.median(rust), m["hit"], m["get"]
+    n = len(rust)
     one = throughput(client, data, 1)
     four = throughput(client, data, 4)
     wt_us = wasmtime_py(bundle, data)
-    opa = opa_golib(policy_dir, data)
+    opa = None if opa_engine is None else (m["opa"], m["bridge"], opa_result)
 
-    print(f"python evaluate (gateway decision, no cache): median {py_us:.1f} µs ({n} calls)")
-    print(f"rust decide() of the same calls:            median {rust_us:.1f} µs")
+    if opa is not None:
+        opa = (opa[0], opa[1], opa_engine[0].eval_document(opa_engine[1], data))
+    print(f"python evaluate (gateway decision, no cache): median {py_us:.1f} µs "
+          f"(medians of {ROUNDS} interleaved rounds)")
+    print(f"rust decide() of the same calls:            median {rust_us:.1f} µs ({n} calls)")
     print(f"  python / (rust + 5 µs) = {py_us / (rust_us + 5):.2f} (target <= 1.2)")
     print(f"python decision-cache hit:                  median {hit_us:.2f} µs (target <= 5)")
     print(f"PolicyCache.get hit:                        median {get_us:.2f} µs")
@@ -124,7 +150,7 @@ def main():
     else:
         print("wasmtime-py example: not run (pip install -r examples/python/requirements.txt)")
     if opa is not None:
-        (opa_us, _), (bridge_us, _), opa_result = opa
+        opa_us, bridge_us, opa_result = opa
         net = max(opa_us - bridge_us, 0.001)
         same = "same result" if opa_result == want else "DIFFERENT result"
         print(f"OPA (Go) via opa-golib-python-bindings:     median {opa_us:.1f} µs, bridge {bridge_us:.1f} µs, "
