@@ -23,6 +23,24 @@ pub(crate) fn check(
     let mut defined: BTreeSet<String> = ["data", "input"].iter().map(|s| s.to_string()).collect();
     for l in &lexed {
         let t = &l.tokens;
+        // `name(args) :=` / `=` / `if` / `{` at any column: a function definition (also an
+        // indented one, or one the keyword pass moved).
+        for (i, tok) in t.iter().enumerate() {
+            if tok.0 != TokenKind::Ident || (i > 0 && is_symbol(&t[i - 1], ".")) {
+                continue;
+            }
+            let (name, j) = dotted(t, i);
+            let called = j + 1 < t.len() && is_symbol(&t[j + 1], "(");
+            if called
+                && let Some(close) = closing(t, j + 1)
+                && matches!(
+                    t.get(close + 1).map(|n| n.1.text()),
+                    Some(":=" | "=" | "if" | "{")
+                )
+            {
+                defined.insert(name.split('.').next().unwrap_or("").to_string());
+            }
+        }
         for (i, tok) in t.iter().enumerate() {
             if tok.1.col != 1 || tok.0 != TokenKind::Ident {
                 continue;
@@ -96,6 +114,28 @@ pub(crate) fn check(
     Ok(())
 }
 
+/// The index of the `)` closing the `(` at `t[open]`.
+fn closing(t: &[regorus::unstable::Token], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (k, tok) in t.iter().enumerate().skip(open) {
+        if is_empty_set(tok) {
+            depth += 1;
+        } else if tok.0 == TokenKind::Symbol {
+            match tok.1.text() {
+                "(" | "[" | "{" => depth += 1,
+                ")" | "]" | "}" => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        return Some(k);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 /// The number of arguments of the call whose `(` is `t[open]`; `None` when it does not close.
 fn arguments(t: &[regorus::unstable::Token], open: usize) -> Option<usize> {
     let mut depth = 0usize;
@@ -112,7 +152,7 @@ fn arguments(t: &[regorus::unstable::Token], open: usize) -> Option<usize> {
         match tok.1.text() {
             "(" | "[" | "{" => depth += 1,
             ")" | "]" | "}" => {
-                depth -= 1;
+                depth = depth.checked_sub(1)?;
                 if depth == 0 {
                     let empty = k == open + 1;
                     let trailing = last_comma == Some(k - 1);
@@ -160,6 +200,7 @@ mod tests {
     fn right_arity_output_arguments_and_own_functions_pass() {
         run("package p\n\nx := count([1])\ny if { count([1], n); n == 1 }\nz := sprintf(\"%v\", [set()])\n").unwrap();
         run("package p\n\ncount(a, b) := 1\n\nx := count(1, 2)\n").unwrap();
+        run("package p\n\n  concat(x) := x\n\ny := concat(1)\n").unwrap();
         run("package p\n\nimport data.lib.time\n\nx := time.clock(1, 2, 3)\n").unwrap();
         run("package p\n\nx := \"count(1, 2, 3)\" # count(1,2,3)\n").unwrap();
     }

@@ -36,6 +36,10 @@ impl CacheKey {
     }
 }
 
+/// The longest TTL an entry gets (a century): longer ones, including a policy's
+/// `cache_ttl: 1e20`, are clamped to it.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A cached decision: the result JSON, or `None` for undefined.
 pub type CachedValue = Option<Arc<str>>;
 
@@ -147,7 +151,7 @@ impl DecisionCache {
         value: CachedValue,
         ttl: Option<Duration>,
     ) {
-        let ttl = ttl.unwrap_or(self.default_ttl);
+        let ttl = ttl.unwrap_or(self.default_ttl).min(MAX_TTL);
         if ttl.is_zero() || self.max_size == 0 {
             return;
         }
@@ -156,7 +160,9 @@ impl DecisionCache {
         let entry = Entry {
             value,
             input: canonical_input.into(),
-            expires_at: Instant::now() + ttl,
+            expires_at: Instant::now()
+                .checked_add(ttl)
+                .unwrap_or_else(|| Instant::now() + MAX_TTL),
             last_access: AtomicU64::new(tick),
             id,
         };

@@ -14,10 +14,16 @@ pub struct PolicyCache {
     namespace: Arc<str>,
 }
 
+/// A TTL in seconds; longer than the cache's bound (a century) is clamped to it.
 fn ttl_of(seconds: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(seconds).map_err(|_| {
-        pyo3::exceptions::PyValueError::new_err("ttl must be a number of seconds >= 0")
-    })
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "ttl must be a number of seconds >= 0",
+        ));
+    }
+    Ok(Duration::try_from_secs_f64(seconds)
+        .unwrap_or(sark::cache::MAX_TTL)
+        .min(sark::cache::MAX_TTL))
 }
 
 impl PolicyCache {
@@ -60,6 +66,11 @@ impl PolicyCache {
     fn set(&self, key: &str, value: &Bound<'_, PyAny>, ttl: Option<f64>) -> PyResult<()> {
         let text: Arc<str> = Arc::from(to_json(value)?.to_string());
         let ttl = ttl.map(ttl_of).transpose()?;
+        if ttl.is_some_and(|t| t.is_zero()) {
+            // Nothing is stored for no time, and nothing older may be served either.
+            self.cache.remove(&self.key(key));
+            return Ok(());
+        }
         self.cache
             .insert(self.key(key), key.as_bytes(), Some(text), ttl);
         Ok(())
@@ -75,15 +86,18 @@ impl PolicyCache {
         self.cache.clear();
     }
 
-    /// `hits`, `misses`, `evictions`, `expirations`, `size`, `max_size`.
+    /// `hits`, `misses`, `evictions`, `expirations`, `size` (live entries), `max_size`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.cache.sweep_expired();
         let mut v = serde_json::to_value(self.cache.stats())
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
         v["max_size"] = self.cache.max_size().into();
         crate::convert::from_json(py, &v)
     }
 
+    /// Live (unexpired) entries.
     fn __len__(&self) -> usize {
+        self.cache.sweep_expired();
         self.cache.stats().size
     }
 

@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 #[pyclass(module = "sark_runtime._native", frozen, subclass)]
 pub struct Client {
     service: Arc<DecisionService>,
-    /// Runs the service's background tasks (cache sweeper, decision log, cluster).
-    runtime: tokio::runtime::Runtime,
+    /// Runs the service's background tasks (cache sweeper, decision log, cluster); shared
+    /// with the `RolloutFlags` handed out, which may outlive the client.
+    runtime: Arc<tokio::runtime::Runtime>,
     bundle: Mutex<PathBuf>,
     key: Option<sark::bundle::signing::VerifyingKey>,
 }
@@ -88,8 +89,9 @@ impl Client {
                 self.service.record(decided, id.as_deref())
             }
             Lookup::Miss(pending) => py.detach(|| {
-                let decided = self.service.evaluate(pending);
+                // The shared (Redis) cache is written from the runtime too.
                 let _runtime = self.runtime.enter();
+                let decided = self.service.evaluate(pending);
                 self.service.record(decided, id.as_deref())
             }),
         };
@@ -130,7 +132,7 @@ impl Client {
                 .map_err(bundle_error)?;
             Ok(Client {
                 service: Arc::new(service),
-                runtime,
+                runtime: Arc::new(runtime),
                 bundle: Mutex::new(bundle),
                 key,
             })
@@ -254,17 +256,19 @@ impl Client {
     /// new revision. A bundle that does not verify or load leaves the active one in place.
     #[pyo3(signature = (bundle=None))]
     fn reload(&self, py: Python<'_>, bundle: Option<PathBuf>) -> PyResult<String> {
-        let mut current = self.bundle.lock().unwrap_or_else(|p| p.into_inner());
-        let path = bundle.unwrap_or_else(|| current.clone());
-        let loaded = py.detach(|| -> PyResult<_> {
+        // The lock is taken without the GIL: a second thread reloading meanwhile waits for
+        // it without holding the GIL the first one needs back.
+        py.detach(|| {
+            let mut current = self.bundle.lock().unwrap_or_else(|p| p.into_inner());
+            let path = bundle.unwrap_or_else(|| current.clone());
             let bundle = Bundle::read_verified(&path, self.key.as_ref()).map_err(bundle_error)?;
-            let _guard = self.runtime.enter();
-            self.service.load_bundle(bundle).map_err(bundle_error)
-        })?;
-        let revision = loaded.manifest.revision.clone();
-        self.service.swap_bundle(loaded);
-        *current = path;
-        Ok(revision)
+            let _runtime = self.runtime.enter();
+            let loaded = self.service.load_bundle(bundle).map_err(bundle_error)?;
+            let revision = loaded.manifest.revision.clone();
+            self.service.swap_bundle(loaded);
+            *current = path;
+            Ok(revision)
+        })
     }
 
     /// The active bundle: `revision`, `content_hash`, `id`, `entrypoints`, `roots`,
@@ -290,7 +294,7 @@ impl Client {
     /// go through Redis when clustered).
     #[getter]
     fn flags(&self) -> Flags {
-        Flags::of_service(self.service.clone(), self.runtime.handle().clone())
+        Flags::of_service(self.service.clone(), self.runtime.clone())
     }
 
     /// Counters of the decision cache.

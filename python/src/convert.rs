@@ -113,10 +113,18 @@ pub fn from_json<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>>
 /// JSON text (a decision's result) as Python, built while parsing (no intermediate tree).
 pub fn from_json_text<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde::de::DeserializeSeed::deserialize(Builder(py), &mut de)
+    match serde::de::DeserializeSeed::deserialize(Builder(py), &mut de)
         .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| crate::errors::EvaluationError::new_err(format!("result is not JSON: {e}")))?;
-    Ok(value)
+    {
+        Ok(value) => Ok(value),
+        // Past serde_json's nesting limit (128): Python's own parser, which goes deeper.
+        Err(e) if e.to_string().contains("recursion limit") => {
+            py.import("json")?.call_method1("loads", (text,))
+        }
+        Err(e) => Err(crate::errors::EvaluationError::new_err(format!(
+            "result is not JSON: {e}"
+        ))),
+    }
 }
 
 /// Builds Python objects from serde events.

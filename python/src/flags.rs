@@ -14,8 +14,9 @@ use std::sync::Arc;
 enum Owner {
     /// Standalone flags: changes apply here (persisted first when there is a state file).
     Own(Arc<RolloutFlags>),
-    /// A client's service: changes go through it (through Redis when clustered).
-    Service(Arc<DecisionService>, tokio::runtime::Handle),
+    /// A client's service: changes go through it (through Redis when clustered), on the
+    /// client's runtime (kept alive here: the flags may outlive the client).
+    Service(Arc<DecisionService>, Arc<tokio::runtime::Runtime>),
 }
 
 /// Rollout flags.
@@ -26,9 +27,12 @@ pub struct Flags {
 
 impl Flags {
     /// The flags of a client's service.
-    pub fn of_service(service: Arc<DecisionService>, handle: tokio::runtime::Handle) -> Self {
+    pub fn of_service(
+        service: Arc<DecisionService>,
+        runtime: Arc<tokio::runtime::Runtime>,
+    ) -> Self {
         Flags {
-            owner: Owner::Service(service, handle),
+            owner: Owner::Service(service, runtime),
         }
     }
 
@@ -45,7 +49,7 @@ impl Flags {
                 .iter()
                 .try_for_each(|(name, state)| f.apply(name, state.clone()).map(drop))
                 .map_err(|e| e.to_string()),
-            Owner::Service(s, handle) => handle
+            Owner::Service(s, runtime) => runtime
                 .block_on(s.change_features(&planned))
                 .map_err(|e| e.to_string()),
         })

@@ -120,6 +120,11 @@ def test_policy_cache_ttl_bound_and_async():
     assert "short" in cache
     time.sleep(0.1)
     assert cache.get("short") is None and "short" not in cache
+    cache.set("k8", "old")
+    cache.set("k8", "new", ttl=0)  # stores nothing, and the old value is gone too
+    assert cache.get("k8") is None
+    cache.set("forever", 1, ttl=1e30)  # clamped, not an overflow
+    assert cache.get("forever") == 1
     assert cache.delete("k9") and not cache.delete("k9")
 
     async def use():
@@ -159,6 +164,27 @@ def test_flags_steer_the_client_and_roll_back(bundles, tmp_path):
     state = tmp_path / "state.json"
     RolloutFlags(state_file=state).set_percentage("policy_canary", 25)
     assert RolloutFlags(state_file=state).get("policy_canary")["rollout_percentage"] == 25
+
+
+def test_concurrent_reloads_do_not_deadlock(bundles):
+    client = OPAClient(bundles["r1"])
+    done = []
+
+    def reload(path):
+        for _ in range(5):
+            client.reload(path)
+        done.append(path)
+
+    threads = [threading.Thread(target=reload, args=(bundles[r],)) for r in ("r1", "r2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(done) == 2 and client.info["revision"] in ("r1", "r2")
+    # Flags handed out keep working after their client is gone.
+    flags = client.flags
+    del client
+    assert flags.set_percentage("wasm_engine", 10)["rollout_percentage"] == 10
 
 
 def test_threads_evaluate_concurrently(bundles, samples):

@@ -45,11 +45,18 @@ fn span(t: &Token) -> (usize, usize) {
     (t.1.start as usize - q, t.1.end as usize + q)
 }
 
-/// Blanks `text`: every character but a newline becomes a space (rows and columns stay).
+/// Blanks `text`: every character but a newline becomes as many spaces as it has bytes, so
+/// byte offsets into the text stay valid (and rows with them).
 fn blank(text: &str) -> String {
-    text.chars()
-        .map(|c| if c == '\n' { '\n' } else { ' ' })
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\n' {
+            out.push('\n');
+        } else {
+            out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+        }
+    }
+    out
 }
 
 /// The module rewritten, plus the modules for keyword-rooted rules as `(path, source)`;
@@ -73,7 +80,7 @@ pub(crate) fn desugar(path: &str, source: &str) -> Option<(String, Vec<(String, 
     while pkg_last + 2 < tokens.len() && is_symbol(&tokens[pkg_last + 1], ".") {
         pkg_last += 2;
     }
-    let package = source[span(&tokens[pkg + 1]).0..span(tokens.get(pkg_last)?).1].to_string();
+    let package = source[span(tokens.get(pkg + 1)?).0..span(tokens.get(pkg_last)?).1].to_string();
     let pkg_end = span(&tokens[pkg_last]).1;
 
     // Statements at column 1: imports and rules, as token index ranges.
@@ -112,7 +119,10 @@ pub(crate) fn desugar(path: &str, source: &str) -> Option<(String, Vec<(String, 
         } else {
             s
         };
-        if h <= end && is_keyword(&tokens[h]) && is_root(&tokens, h) {
+        if h > end || h >= tokens.len() {
+            continue;
+        }
+        if is_keyword(&tokens[h]) && is_root(&tokens, h) {
             moved
                 .entry(tokens[h].1.text().to_string())
                 .or_default()
@@ -137,10 +147,15 @@ pub(crate) fn desugar(path: &str, source: &str) -> Option<(String, Vec<(String, 
         }
         let kw = t.1.text().to_string();
         let taken: BTreeSet<String> = aliases.values().cloned().collect();
-        let alias = aliases
-            .entry(kw.clone())
-            .or_insert_with(|| alias_for(&kw, &used, &taken))
-            .clone();
+        let alias = match aliases.get(&kw) {
+            Some(a) => a.clone(),
+            None => {
+                // No free identifier of that length: leave the module to the parser.
+                let a = alias_for(&kw, &used, &taken)?;
+                aliases.insert(kw.clone(), a.clone());
+                a
+            }
+        };
         renames.push((span(t), alias));
     }
     let alias_imports: Vec<String> = aliases
@@ -201,23 +216,32 @@ pub(crate) fn desugar(path: &str, source: &str) -> Option<(String, Vec<(String, 
     Some((main, extra))
 }
 
-/// An identifier as long as `kw` that the module does not use and that is not taken.
-fn alias_for(kw: &str, used: &BTreeSet<&str>, taken: &BTreeSet<String>) -> String {
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+/// An identifier as long as `kw` that the module does not use and that is not taken: an
+/// upper-case letter, then letters and digits; `None` when every one is used.
+fn alias_for(kw: &str, used: &BTreeSet<&str>, taken: &BTreeSet<String>) -> Option<String> {
+    const FIRST: &[u8] = b"KQXZJVWYUPRSTOLMNHIGFEDCBA";
+    const REST: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let len = kw.len();
-    let mut n = 0usize;
-    loop {
-        let mut name = String::from("K");
-        let mut rest = n;
-        for _ in 1..len {
-            name.push(DIGITS[rest % DIGITS.len()] as char);
-            rest /= DIGITS.len();
+    let tail_len = len - 1;
+    let tails = REST
+        .len()
+        .checked_pow(tail_len as u32)
+        .unwrap_or(usize::MAX);
+    for &first in FIRST {
+        for n in 0..tails.min(1 << 16) {
+            let mut name = String::with_capacity(len);
+            name.push(first as char);
+            let mut rest = n;
+            for _ in 0..tail_len {
+                name.push(REST[rest % REST.len()] as char);
+                rest /= REST.len();
+            }
+            if !used.contains(name.as_str()) && !taken.contains(&name) {
+                return Some(name);
+            }
         }
-        if !used.contains(name.as_str()) && !taken.contains(&name) {
-            return name;
-        }
-        n += 1;
     }
+    None
 }
 
 #[cfg(test)]
@@ -270,6 +294,19 @@ mod tests {
             "{:?}",
             extra[0].1
         );
+    }
+
+    #[test]
+    fn multi_byte_characters_before_a_moved_rule_keep_offsets() {
+        let src = "package t\n\n# © naïve\nx := \"é\"\n\np if if.foo == 1\n\nif.foo := 1\n";
+        let (main, extra) = desugar("p.rego", src).expect("rewritten");
+        assert_eq!(main.len(), src.len() + " import data.t.if as K0".len());
+        assert!(main.contains("x := \"é\""), "{main}");
+        assert!(extra[0].1.ends_with("\n   foo := 1\n"), "{:?}", extra[0].1);
+        // Truncated sources do not panic.
+        let _ = desugar("p.rego", "package t\np if if.x\ndefault");
+        let _ = desugar("p.rego", "package if.x");
+        assert!(desugar("p.rego", "p if if.x\n").is_none());
     }
 
     #[test]

@@ -309,7 +309,7 @@ impl DecisionService {
             let ttl = meta
                 .cache_ttl
                 .filter(|t| t.is_finite() && *t >= 0.0)
-                .map(Duration::from_secs_f64);
+                .map(|t| Duration::try_from_secs_f64(t).unwrap_or(crate::cache::MAX_TTL));
             let t = Instant::now();
             self.cache
                 .insert(key, &route.canonical, result.clone(), ttl);

@@ -19,7 +19,9 @@ use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 const BUILD_MEMORY_BYTES: usize = 1 << 30;
 
 /// Builds a bundle from `sources` with the bare `evaluator` component: returns the bundle
-/// file's bytes. The same sources, options and `sark` binary always give the same bytes.
+/// file's bytes. The same sources, options and `sark` binary give the same bytes, unless
+/// loading with warm-up ends near its wall-clock budget ([`WARM_UP_BUDGET`], which also
+/// covers parsing): then one machine may build with warm-up and another without.
 pub fn build_bundle(
     sources: &SourceSet,
     options: &BuildOptions,
