@@ -8,7 +8,7 @@
 //! of the bundle. The output-argument form (one argument more, `count(xs, n)`) is accepted.
 
 use crate::error::{Location, PolicyError};
-use crate::tokens::{dotted, is_empty_set, is_symbol, lex};
+use crate::tokens::{call, dotted, is_symbol, lex};
 use regorus::unstable::TokenKind;
 use std::collections::BTreeSet;
 
@@ -32,7 +32,7 @@ pub(crate) fn check(
             let (name, j) = dotted(t, i);
             let called = j + 1 < t.len() && is_symbol(&t[j + 1], "(");
             if called
-                && let Some(close) = closing(t, j + 1)
+                && let Some(close) = call(t, j + 1).map(|c| c.close)
                 && matches!(
                     t.get(close + 1).map(|n| n.1.text()),
                     Some(":=" | "=" | "if" | "{")
@@ -92,7 +92,7 @@ pub(crate) fn check(
             }) else {
                 continue;
             };
-            let Some(got) = arguments(t, j + 1) else {
+            let Some(got) = call(t, j + 1).map(|c| c.arguments(j + 1)) else {
                 continue;
             };
             if got != usize::from(want) && got != usize::from(want) + 1 {
@@ -112,65 +112,6 @@ pub(crate) fn check(
         }
     }
     Ok(())
-}
-
-/// The index of the `)` closing the `(` at `t[open]`.
-fn closing(t: &[regorus::unstable::Token], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (k, tok) in t.iter().enumerate().skip(open) {
-        if is_empty_set(tok) {
-            depth += 1;
-        } else if tok.0 == TokenKind::Symbol {
-            match tok.1.text() {
-                "(" | "[" | "{" => depth += 1,
-                ")" | "]" | "}" => {
-                    depth = depth.checked_sub(1)?;
-                    if depth == 0 {
-                        return Some(k);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    None
-}
-
-/// The number of arguments of the call whose `(` is `t[open]`; `None` when it does not close.
-fn arguments(t: &[regorus::unstable::Token], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut commas = 0usize;
-    let mut last_comma = None;
-    for (k, tok) in t.iter().enumerate().skip(open) {
-        if is_empty_set(tok) {
-            depth += 1;
-            continue;
-        }
-        if tok.0 != TokenKind::Symbol {
-            continue;
-        }
-        match tok.1.text() {
-            "(" | "[" | "{" => depth += 1,
-            ")" | "]" | "}" => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    let empty = k == open + 1;
-                    let trailing = last_comma == Some(k - 1);
-                    return Some(match (empty, trailing) {
-                        (true, _) => 0,
-                        (false, true) => commas,
-                        (false, false) => commas + 1,
-                    });
-                }
-            }
-            "," if depth == 1 => {
-                commas += 1;
-                last_comma = Some(k);
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod tokens;
 mod component;
 
 pub use builtins::names as extension_builtins;
+pub use desugar::{MetadataBlock, metadata_blocks};
 pub use error::{Location, PolicyError};
 pub use payload::{BundleInfo, ModuleSource, PAYLOAD_FORMAT, Payload, RegoVersion};
 pub use policy::{PolicySet, normalize_entrypoint};

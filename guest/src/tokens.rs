@@ -50,6 +50,66 @@ pub(crate) fn is_empty_set(t: &Token) -> bool {
     t.0 == TokenKind::Ident && t.1.text() == "set("
 }
 
+/// A call's parenthesised argument list, as token indices.
+pub(crate) struct Call {
+    /// The closing `)`.
+    pub close: usize,
+    /// The top-level commas, without a trailing one.
+    pub commas: Vec<usize>,
+}
+
+impl Call {
+    /// The number of arguments (a trailing comma does not start another one).
+    pub fn arguments(&self, open: usize) -> usize {
+        if self.close == open + 1 {
+            0
+        } else {
+            self.commas.len() + 1
+        }
+    }
+
+    /// The token that ends the last argument: a trailing comma, or the `)`.
+    pub fn end(&self, tokens: &[Token]) -> usize {
+        if is_symbol(&tokens[self.close - 1], ",") {
+            self.close - 1
+        } else {
+            self.close
+        }
+    }
+}
+
+/// The call whose `(` is `tokens[open]`: its matching `)` and top-level commas; `None` when
+/// it does not close.
+pub(crate) fn call(tokens: &[Token], open: usize) -> Option<Call> {
+    let mut depth = 0usize;
+    let mut commas = Vec::new();
+    for (k, t) in tokens.iter().enumerate().skip(open) {
+        if is_empty_set(t) {
+            // `set(` is one token; its `)` follows.
+            depth += 1;
+            continue;
+        }
+        if t.0 != TokenKind::Symbol {
+            continue;
+        }
+        match t.1.text() {
+            "(" | "[" | "{" => depth += 1,
+            ")" | "]" | "}" => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    if commas.last() == Some(&(k - 1)) {
+                        commas.pop();
+                    }
+                    return Some(Call { close: k, commas });
+                }
+            }
+            "," if depth == 1 => commas.push(k),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Whether `t` is the symbol `s`.
 pub(crate) fn is_symbol(t: &Token, s: &str) -> bool {
     t.0 == TokenKind::Symbol && t.1.text() == s

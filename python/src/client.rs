@@ -181,12 +181,8 @@ impl Client {
                     req.user_key = user;
                     req.force_path = force_path;
                     let id = logged.then(|| uuid::Uuid::new_v4().to_string());
-                    let decided = match self.service.lookup(&req) {
-                        Lookup::Hit(decided) => decided,
-                        Lookup::Miss(pending) => self.service.evaluate(pending),
-                    };
                     self.service
-                        .record(decided, id.as_deref())
+                        .decide_as(&req, id.as_deref())
                         .map(|d| d.result)
                 })
                 .collect::<Result<Vec<_>, _>>()

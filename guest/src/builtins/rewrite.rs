@@ -6,7 +6,7 @@
 //! module is compiled, such calls are rewritten with Regorus's own lexer to `out = f(a, b)`.
 //! Strings, comments and line numbers are preserved; nothing else in the source changes.
 
-use crate::tokens::{dotted, is_empty_set, is_symbol, lex};
+use crate::tokens::{call, dotted, is_symbol, lex};
 use regorus::unstable::TokenKind;
 
 /// One rewrite: the byte range of the call and its replacement text.
@@ -46,47 +46,12 @@ pub(crate) fn output_arguments(
             i = j + 1;
             continue;
         };
-        // The matching close parenthesis and the top-level commas.
         let open = j + 1;
-        let mut depth = 0usize;
-        let mut commas = Vec::new();
-        let mut close = None;
-        for (k, t) in tokens.iter().enumerate().skip(open) {
-            if is_empty_set(t) {
-                // `set(` is one token; its `)` follows.
-                depth += 1;
-                continue;
-            }
-            if t.0 != TokenKind::Symbol {
-                continue;
-            }
-            match t.1.text() {
-                "(" | "[" | "{" => depth += 1,
-                ")" | "]" | "}" => {
-                    depth -= 1;
-                    if depth == 0 {
-                        close = Some(k);
-                        break;
-                    }
-                }
-                "," if depth == 1 => commas.push(k),
-                _ => {}
-            }
-        }
-        let Some(close) = close else {
+        let Some(c) = call(&tokens, open) else {
             break;
         };
-        // A trailing comma does not start another argument.
-        let mut end = close;
-        if commas.last() == Some(&(close - 1)) {
-            end = close - 1;
-            commas.pop();
-        }
-        let args = if close == open + 1 {
-            0
-        } else {
-            commas.len() + 1
-        };
+        let (close, end, args) = (c.close, c.end(&tokens), c.arguments(open));
+        let commas = c.commas;
         if args == usize::from(n) + 1 {
             let last_comma = *commas.last().expect("at least two arguments");
             let span = |k: usize| (tokens[k].1.start as usize, tokens[k].1.end as usize);

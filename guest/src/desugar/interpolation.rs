@@ -35,6 +35,7 @@ pub(crate) fn desugar(source: &str) -> Result<Option<String>, Unterminated> {
         i: 0,
         counter: 0,
         found: false,
+        depth: 0,
     };
     let out = s.code(None)?;
     Ok(s.found.then_some(out))
@@ -45,6 +46,8 @@ struct Scanner<'a> {
     i: usize,
     counter: usize,
     found: bool,
+    /// Templates open around the current position (the scanner recurses per template).
+    depth: usize,
 }
 
 impl Scanner<'_> {
@@ -127,6 +130,17 @@ impl Scanner<'_> {
     fn template(&mut self) -> Result<String, Unterminated> {
         self.found = true;
         let dollar = self.i;
+        if self.depth >= crate::source_limits::MAX_NESTING {
+            return Err(self.error(dollar, "template strings nest too deeply"));
+        }
+        self.depth += 1;
+        let out = self.template_body(dollar);
+        self.depth -= 1;
+        out
+    }
+
+    /// The template string whose `$` is at `dollar` (the current position).
+    fn template_body(&mut self, dollar: usize) -> Result<String, Unterminated> {
         let quote = self.byte(self.i + 1).expect("checked by the caller");
         self.i += 2;
         let literal = |chunk: &str| {
@@ -225,6 +239,13 @@ mod tests {
     fn strings_and_comments_are_not_templates() {
         assert_eq!(desugar("p := \"$\\\"{x}\" # $\"{y}\"\n").unwrap(), None);
         assert_eq!(desugar("p := `$\"{x}`\n").unwrap(), None);
+    }
+
+    #[test]
+    fn deeply_nested_templates_are_refused_not_overflowed() {
+        let src = format!("x := {}{}", "$\"{".repeat(100_000), "}\"".repeat(100_000));
+        let e = desugar(&src).unwrap_err();
+        assert_eq!(e.message, "template strings nest too deeply");
     }
 
     #[test]

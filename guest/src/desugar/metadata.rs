@@ -31,7 +31,20 @@ pub(crate) fn mentioned(source: &str) -> bool {
     source.contains("rego.metadata.")
 }
 
-fn blocks(source: &str) -> Vec<Block> {
+/// One `# METADATA` comment block of a Rego source, before its YAML is parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataBlock {
+    /// 1-based row of the `# METADATA` line.
+    pub row: usize,
+    /// The block's YAML: the comment lines after the marker, `#` and one space removed.
+    pub yaml: String,
+    /// 0-based line of what the block annotates: the next non-blank line (may be past the
+    /// end).
+    pub target_line: usize,
+}
+
+/// Every `# METADATA` block of `source`, in order (OPA's annotation syntax).
+pub fn metadata_blocks(source: &str) -> Vec<MetadataBlock> {
     let lines: Vec<&str> = source.lines().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -40,6 +53,7 @@ fn blocks(source: &str) -> Vec<Block> {
             i += 1;
             continue;
         }
+        let row = i + 1;
         i += 1;
         let mut yaml = String::new();
         while i < lines.len() && lines[i].trim_start().starts_with('#') {
@@ -51,13 +65,25 @@ fn blocks(source: &str) -> Vec<Block> {
         while i < lines.len() && lines[i].trim().is_empty() {
             i += 1;
         }
-        let parsed = regorus::Value::from_yaml_str(&yaml)
+        out.push(MetadataBlock {
+            row,
+            yaml,
+            target_line: i,
+        });
+    }
+    out
+}
+
+fn blocks(source: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    for b in metadata_blocks(source) {
+        let parsed = regorus::Value::from_yaml_str(&b.yaml)
             .ok()
             .and_then(|v| serde_json::to_value(&v).ok());
         if let Some(Value::Object(annotations)) = parsed {
             out.push(Block {
                 annotations,
-                target_line: i,
+                target_line: b.target_line,
             });
         }
     }

@@ -12,6 +12,7 @@ pub(crate) use metadata::{
 };
 
 pub(crate) use interpolation::TEMPLATE_BUILTIN;
+pub use metadata::{MetadataBlock, metadata_blocks};
 
 use crate::error::{Location, PolicyError};
 

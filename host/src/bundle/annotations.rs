@@ -10,28 +10,15 @@ pub fn entrypoints(file: &str, source: &str) -> Result<Vec<String>, BuildError> 
         .find_map(|l| l.trim_start().strip_prefix("package "))
         .map(|p| p.split('#').next().unwrap_or("").trim().to_string());
     let mut found = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        if lines[i].trim() != "# METADATA" {
-            i += 1;
-            continue;
-        }
-        let start_row = i + 1;
-        i += 1;
-        let mut yaml = String::new();
-        while i < lines.len() && lines[i].trim_start().starts_with('#') {
-            let body = lines[i].trim_start().trim_start_matches('#');
-            yaml.push_str(body.strip_prefix(' ').unwrap_or(body));
-            yaml.push('\n');
-            i += 1;
-        }
-        let meta: yaml_serde::Value = yaml_serde::from_str(&yaml).map_err(|e| {
+    for block in sark_guest::metadata_blocks(source) {
+        let start_row = block.row;
+        let meta: yaml_serde::Value = yaml_serde::from_str(&block.yaml).map_err(|e| {
             BuildError::Source(format!("{file}:{start_row}: invalid METADATA block: {e}"))
         })?;
         if meta.get("entrypoint").and_then(|v| v.as_bool()) != Some(true) {
             continue;
         }
-        let next = lines[i..].iter().map(|l| l.trim()).find(|l| !l.is_empty());
+        let next = lines.get(block.target_line).map(|l| l.trim());
         let scope = meta.get("scope").and_then(|v| v.as_str());
         let Some(package) = package.as_deref() else {
             return Err(BuildError::Source(format!(

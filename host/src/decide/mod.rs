@@ -169,11 +169,20 @@ impl DecisionService {
     /// Makes one decision: lookup, evaluation on a miss, record (without a decision log
     /// entry: a front door that logs calls the steps itself, with its decision id).
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Result<Decision, EvalError> {
+        self.decide_as(req, None)
+    }
+
+    /// [`Self::decide`], recorded under `decision_id` (logged when the decision log is on).
+    pub fn decide_as(
+        &self,
+        req: &DecisionRequest<'_>,
+        decision_id: Option<&str>,
+    ) -> Result<Decision, EvalError> {
         let decided = match self.lookup(req) {
             Lookup::Hit(d) => d,
             Lookup::Miss(pending) => self.evaluate(pending),
         };
-        self.record(decided, None)
+        self.record(decided, decision_id)
     }
 
     /// Step 1: picks the bundle (policy canary in route mode) and the path (`wasm_engine`,
