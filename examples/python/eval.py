@@ -25,7 +25,7 @@ def main() -> int:
     linker = component.Linker(engine)
     linker.add_wasip2()
     instance = linker.instantiate(store, component.Component.from_file(engine, bundle_path))
-    iface = instance.get_export_index(store, "sark:policy/evaluator@0.1.0")
+    iface = instance.get_export_index(store, "sark:policy/evaluator@0.2.0")
     evaluate = instance.get_func(store, instance.get_export_index(store, "evaluate", iface))
 
     def run(entrypoint: str, input_json: str) -> dict:

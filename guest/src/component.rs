@@ -8,7 +8,7 @@ wit_bindgen::generate!({
     path: "../wit",
 });
 
-use exports::sark::policy::{evaluator, loader};
+use exports::sark::policy::{evaluator, loader, store};
 use sark::policy::types as wit;
 
 thread_local! {
@@ -86,6 +86,12 @@ impl evaluator::Guest for Component {
             p.run_tests(filter.as_deref())
                 .map(|v| v.into_iter().map(outcome_to_wit).collect())
         })
+    }
+}
+
+impl store::Guest for Component {
+    fn write(path: Vec<String>, json: Option<String>) -> Result<(), wit::Error> {
+        with_policy(|p| p.write_data(&path, json.as_deref()))
     }
 }
 

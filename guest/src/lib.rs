@@ -12,6 +12,7 @@ mod payload;
 mod policy;
 mod recursion;
 mod source_limits;
+mod store;
 mod tests_runner;
 mod tokens;
 
@@ -23,6 +24,7 @@ pub use desugar::{MetadataBlock, metadata_blocks};
 pub use error::{Location, PolicyError};
 pub use payload::{BundleInfo, ModuleSource, PAYLOAD_FORMAT, Payload, RegoVersion};
 pub use policy::{PolicySet, normalize_entrypoint};
+pub use store::{ancestor_of_root, owned_by_roots};
 pub use tests_runner::{FileCoverage, TestOutcome};
 
 /// Version of the Regorus evaluator, kept in step with the `=0.14.1` pin in `Cargo.toml`.

@@ -46,8 +46,11 @@ pub struct PolicySet {
     info: BundleInfo,
     /// `data.`-prefixed package paths of the modules.
     packages: Vec<String>,
-    /// The data document (for resolving data paths).
+    /// The data document (for resolving data paths): the bundle's data and the documents
+    /// written at run time.
     data: Value,
+    /// The bundle's own data, as loaded (what [`PolicySet::write_data`] layers over).
+    base_data: Value,
     /// Module sources, for the unit-test runner.
     pub(crate) modules: Vec<crate::ModuleSource>,
 }
@@ -176,6 +179,7 @@ impl PolicySet {
             },
             packages,
             data: data_value.clone(),
+            base_data: data_value.clone(),
             modules: payload.modules,
         };
         if let Some(limit) = time_limit {
@@ -371,6 +375,49 @@ impl PolicySet {
             .map_err(|e| PolicyError::Evaluation(format!("cannot serialize results: {e}")))
     }
 
+    /// `data.`-prefixed package paths of the bundle's modules.
+    pub fn packages(&self) -> &[String] {
+        &self.packages
+    }
+
+    /// The data document: the bundle's data and the documents written at run time.
+    pub(crate) fn data(&self) -> &Value {
+        &self.data
+    }
+
+    /// The bundle's own data.
+    pub(crate) fn base_data(&self) -> &Value {
+        &self.base_data
+    }
+
+    /// Makes `data` the data document of the interpreter and of every compiled program. A
+    /// document that conflicts with a rule is refused and nothing changes.
+    pub(crate) fn replace_data(&mut self, data: Value) -> Result<(), PolicyError> {
+        for vm in self.programs.values_mut() {
+            if let Err(e) = vm.set_data(data.clone()) {
+                let old = self.data.clone();
+                for vm in self.programs.values_mut() {
+                    let _ = vm.set_data(old.clone());
+                }
+                return Err(PolicyError::Evaluation(format!(
+                    "the document conflicts with a rule of the bundle: {e}"
+                )));
+            }
+        }
+        self.engine.clear_data();
+        if let Err(e) = self.engine.add_data(data.clone()) {
+            let _ = self.engine.add_data(self.data.clone());
+            for vm in self.programs.values_mut() {
+                let _ = vm.set_data(self.data.clone());
+            }
+            return Err(PolicyError::Evaluation(format!(
+                "cannot set the data document: {e:#}"
+            )));
+        }
+        self.data = data;
+        Ok(())
+    }
+
     /// Mutable access to the engine for the unit-test runner.
     pub(crate) fn engine_mut(&mut self) -> &mut Engine {
         &mut self.engine
@@ -386,6 +433,7 @@ impl Clone for PolicySet {
             info: self.info.clone(),
             packages: self.packages.clone(),
             data: self.data.clone(),
+            base_data: self.base_data.clone(),
             modules: self.modules.clone(),
         }
     }

@@ -22,6 +22,8 @@ pub struct CacheKey {
     bundle: Arc<str>,
     entrypoint: Arc<str>,
     input_hash: u128,
+    /// Generation of the written documents the decision was computed with.
+    data_generation: u64,
 }
 
 impl CacheKey {
@@ -32,7 +34,15 @@ impl CacheKey {
             bundle,
             entrypoint,
             input_hash: xxhash_rust::xxh3::xxh3_128(canonical_input),
+            data_generation: 0,
         }
+    }
+
+    /// The key of a decision computed with the written documents at `generation` (see
+    /// [`crate::store::DataStore::generation`]): after a write, older decisions miss.
+    pub fn with_data_generation(mut self, generation: u64) -> Self {
+        self.data_generation = generation;
+        self
     }
 }
 

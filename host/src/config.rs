@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::path::Path;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Rollout features (`wasm_engine`, `decision_cache`).
@@ -19,11 +19,48 @@ pub struct Config {
     /// Shared state of several `sark serve` instances through Redis. Absent (the default):
     /// a single instance with file-backed rollout state.
     pub cluster: Option<ClusterConfig>,
+    /// OPA's `default_decision`: the rule `POST /` answers. Default `/system/main`.
+    pub default_decision: String,
+    /// OPA's `persistence_directory`: where `sark serve` keeps the documents written through
+    /// the data API and the policies put through the policy API. Default `.sark` in the
+    /// working directory.
+    pub persistence_directory: Option<std::path::PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            features: Default::default(),
+            limits: Default::default(),
+            server: Default::default(),
+            decision_log: Default::default(),
+            cluster: None,
+            default_decision: "/system/main".into(),
+            persistence_directory: None,
+        }
+    }
+}
+
+impl Config {
+    /// The bounds on written documents.
+    pub fn data_limits(&self) -> crate::store::DataLimits {
+        crate::store::DataLimits {
+            max_bytes: self.limits.max_data_bytes,
+            max_depth: self.limits.max_data_depth,
+        }
+    }
+
+    /// The persistence directory (`persistence_directory`, default `.sark`).
+    pub fn persistence_dir(&self) -> std::path::PathBuf {
+        self.persistence_directory
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from(".sark"))
+    }
 }
 
 /// Several instances behind a load balancer: rollout state (and optionally a second-level
 /// decision cache) in Redis, changes pushed to every instance over pub/sub.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// `redis://[user:password@]host:port[/db]`. Required. Never logged with its password.
@@ -52,7 +89,7 @@ impl Default for ClusterConfig {
 }
 
 /// Settings of `sark serve`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Listen address. Default `127.0.0.1:8181` (OPA's port); `--addr` overrides it.
@@ -84,7 +121,7 @@ impl Default for ServerConfig {
 }
 
 /// The decision log: one JSON line per decision.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecisionLogConfig {
     /// Default false.
@@ -112,7 +149,7 @@ impl Default for DecisionLogConfig {
 }
 
 /// Built-in rollout features.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Features {
     /// Routes users to the component (in) or the native path (out).
@@ -136,7 +173,7 @@ pub enum CanaryMode {
 }
 
 /// The `policy_canary` feature.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyCanaryFeature {
     /// Default true (it does nothing without a candidate bundle).
@@ -158,7 +195,7 @@ impl Default for PolicyCanaryFeature {
 }
 
 /// The `wasm_engine` feature.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WasmEngineFeature {
     /// Default true.
@@ -180,7 +217,7 @@ impl Default for WasmEngineFeature {
 }
 
 /// The `decision_cache` feature.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecisionCacheFeature {
     /// Default true.
@@ -210,7 +247,7 @@ impl Default for DecisionCacheFeature {
 }
 
 /// Limits of one evaluation in the component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Deadline of one evaluation, enforced by epoch interruption. Default 100 ms: an
@@ -232,6 +269,25 @@ pub struct Limits {
     /// interpreter is several times slower than the component's precompiled programs, so it
     /// gets more room than `eval_timeout_ms`.
     pub native_timeout_ms: u64,
+    /// Largest serialized size of the documents written through the data API (`PUT`/`PATCH
+    /// /v1/data`): of one write's document, and of all of them together. Default 64 MiB:
+    /// role assignments and tool registries of a large organisation fit; every instance
+    /// holds the documents in memory.
+    pub max_data_bytes: usize,
+    /// Deepest nesting of a written document, counted from `data`. Default 64 (JSON
+    /// parsers, Regorus's included, refuse deeper documents at 128).
+    pub max_data_depth: usize,
+}
+
+impl Limits {
+    /// Linear memory a component instance may use beyond `max_memory_mb` for the written
+    /// documents: 16 bytes per byte of JSON (Regorus values are larger than their text),
+    /// within wasm32's 4 GiB.
+    pub fn data_memory_bytes(&self) -> usize {
+        self.max_data_bytes
+            .saturating_mul(16)
+            .min((4usize << 30).saturating_sub(usize::try_from(self.max_memory_mb).unwrap_or(0) << 20))
+    }
 }
 
 impl Default for Limits {
@@ -242,6 +298,8 @@ impl Default for Limits {
             max_input_bytes: 1 << 20,
             max_string_bytes: 64 << 10,
             native_timeout_ms: 1000,
+            max_data_bytes: 64 << 20,
+            max_data_depth: 64,
         }
     }
 }
@@ -314,6 +372,18 @@ impl Config {
         }
         if self.limits.native_timeout_ms == 0 {
             return Err("limits.native_timeout_ms must be at least 1".into());
+        }
+        if self.limits.max_data_bytes == 0 {
+            return Err("limits.max_data_bytes must be at least 1".into());
+        }
+        if !(1..=100).contains(&self.limits.max_data_depth) {
+            return Err(format!(
+                "limits.max_data_depth must be between 1 and 100, got {}",
+                self.limits.max_data_depth
+            ));
+        }
+        if self.default_decision.trim_matches('/').is_empty() {
+            return Err("default_decision must name a rule, e.g. /system/main".into());
         }
         if self.limits.max_memory_mb < 16 {
             return Err("limits.max_memory_mb must be at least 16".into());

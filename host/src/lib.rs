@@ -11,6 +11,7 @@
 //! - [`cache`], [`flags`], [`metrics`], [`decision_log`], [`cluster`]: what `decide` uses.
 //! - [`idle_pool`]: the bounded pool of reusable instances, engines and connections.
 //! - [`config`]: the YAML configuration and its defaults.
+//! - [`store`]: documents written at run time (OPA's data API), durable and shared.
 //! - [`server`]: `sark serve`, the HTTP decision point.
 //! - [`cli`]: the `sark` command line, one file per command.
 
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod native;
 pub mod runtime;
 pub mod server;
+pub mod store;
 
 pub use bundle::Bundle;
 pub use evaluator::{EvalError, Evaluator, PathKind};

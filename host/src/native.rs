@@ -7,15 +7,19 @@ use crate::config::Limits;
 use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
 use crate::idle_pool::IdlePool;
 use sark_guest::{BundleInfo, PolicyError, PolicySet, TestOutcome};
-use std::sync::Mutex;
+use crate::store::DataStore;
+use std::sync::{Arc, Mutex};
 
 /// A bundle loaded natively. `Send + Sync`: each call takes an idle engine clone (or clones
 /// the loaded template) and returns it afterwards; at most `max_idle` are kept.
 pub struct NativePolicy {
-    template: Mutex<PolicySet>,
-    idle: IdlePool<PolicySet>,
+    /// The loaded engine new ones are cloned from, with the data generation it has applied.
+    template: Mutex<(PolicySet, u64)>,
+    idle: IdlePool<(PolicySet, u64)>,
     info: BundleInfo,
     limits: Limits,
+    /// The documents written at run time, applied to each engine before it evaluates.
+    store: Option<Arc<DataStore>>,
 }
 
 /// Why a bundle could not be loaded natively.
@@ -42,26 +46,69 @@ impl NativePolicy {
         )?;
         let info = set.info().clone();
         Ok(NativePolicy {
-            template: Mutex::new(set),
+            template: Mutex::new((set, 0)),
             idle: IdlePool::new(max_idle),
             info,
             limits,
+            store: None,
         })
+    }
+
+    /// Layers the documents of `store` over the bundle's data, from the next evaluation on.
+    pub fn attach_store(&mut self, store: Arc<DataStore>) {
+        self.store = Some(store);
+    }
+
+    /// Policy packages of the bundle (`data.`-prefixed), for checks of data writes.
+    pub fn packages(&self) -> Vec<String> {
+        self.template
+            .lock()
+            .map(|t| t.0.packages().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Brings `set` from `generation` to the store's current generation.
+    fn catch_up(&self, set: &mut PolicySet, generation: &mut u64) -> Result<(), EvalError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        if *generation == store.generation() {
+            return Ok(());
+        }
+        let changes = crate::store::changes_for(store, &self.info.roots, *generation);
+        for (path, json) in &changes.writes {
+            set.write_data(path, json.as_deref()).map_err(|e| {
+                EvalError::Instance(format!(
+                    "cannot apply the written document /{}: {e}",
+                    path.join("/")
+                ))
+            })?;
+        }
+        *generation = changes.generation;
+        Ok(())
     }
 
     fn with_set<T>(
         &self,
         f: impl FnOnce(&mut PolicySet) -> Result<T, PolicyError>,
     ) -> Result<T, EvalError> {
-        let mut set = self.idle.checkout(|| {
-            self.template
+        let (mut set, mut generation) = self.idle.checkout(|| {
+            let mut template = self
+                .template
                 .lock()
-                .map(|t| t.clone())
-                .map_err(|_| EvalError::Instance("native policy template is poisoned".into()))
+                .map_err(|_| EvalError::Instance("native policy template is poisoned".into()))?;
+            // The template follows the store, so a new engine starts from recent data.
+            let (t, g) = &mut *template;
+            self.catch_up(t, g)?;
+            Ok::<_, EvalError>((t.clone(), *g))
         })?;
         // Regorus can panic on some inputs; on this path a panic must not take the host
         // down. The engine that panicked may be inconsistent, so it is dropped.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut set)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.catch_up(&mut set, &mut generation)
+                .map_err(|e| PolicyError::Bundle(e.to_string()))?;
+            f(&mut set)
+        }));
         let result = match outcome {
             Ok(result) => result,
             Err(panic) => {
@@ -76,7 +123,7 @@ impl NativePolicy {
                 )));
             }
         };
-        self.idle.checkin(set);
+        self.idle.checkin((set, generation));
         result.map_err(EvalError::Policy)
     }
 }

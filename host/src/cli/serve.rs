@@ -53,8 +53,22 @@ impl Args {
             .enable_all()
             .build()
             .context("starting the tokio runtime")?;
+        // Documents written through the data API, restored before the first decision.
+        let dir = config.persistence_dir();
+        let data = crate::store::DataStore::open(&dir, config.data_limits())
+            .with_context(|| format!("persistence directory {}", dir.display()))?;
+        if !data.is_empty() {
+            eprintln!(
+                "data: restored {} bytes of written documents (version {}) from {}",
+                data.bytes(),
+                data.version(),
+                dir.display()
+            );
+        }
+        let data = Arc::new(data);
         runtime.block_on(async move {
             let service = ServiceBuilder::new(&config)
+                .data_store(data)
                 .state_file(config.server.state_file.clone())
                 .candidate(candidate)
                 .background(tokio::runtime::Handle::current())

@@ -1,9 +1,10 @@
 //! Several `sark serve` instances sharing state through Redis: rollout features (a hash per
 //! feature, changes announced on a pub/sub channel) and an optional second-level decision
-//! cache. Redis is never on the critical path: an instance that loses it keeps serving with
+//! cache, and the documents written through the data API (see [`data`]). Redis is never on the critical path: an instance that loses it keeps serving with
 //! its last known rollout state and its local cache, reports `degraded`, and resyncs when
 //! Redis is back.
 
+mod data;
 mod rollout;
 mod shared_cache;
 
@@ -12,6 +13,7 @@ pub use shared_cache::RedisDecisionCache;
 use crate::config::ClusterConfig;
 use crate::flags::{Feature, RolloutFlags};
 use crate::metrics::Metrics;
+use crate::store::{DataStore, Write};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Serialize;
@@ -71,6 +73,10 @@ pub struct Cluster {
     connected: AtomicBool,
     status: Mutex<StatusInner>,
     redis_addr: String,
+    /// The written documents this instance holds.
+    data: Arc<DataStore>,
+    /// Serializes catch-ups, so writes are applied in version order.
+    data_catch_up: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
@@ -80,6 +86,7 @@ impl Cluster {
         config: &ClusterConfig,
         flags: Arc<RolloutFlags>,
         metrics: Arc<Metrics>,
+        data: Arc<DataStore>,
     ) -> Result<Self, ClusterError> {
         let client = redis::Client::open(config.redis_url.as_str())?;
         let redis_addr = client.get_connection_info().addr().to_string();
@@ -102,6 +109,8 @@ impl Cluster {
                 ..Default::default()
             }),
             redis_addr,
+            data,
+            data_catch_up: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -176,6 +185,63 @@ impl Cluster {
         Ok(())
     }
 
+    /// Writes a data write to Redis (which gives it its version) and announces it; every
+    /// instance applies it with [`Cluster::catch_up_data`]. Refused, with nothing written,
+    /// while Redis is unreachable.
+    pub async fn publish_data(&self, write: &Write) -> Result<u64, ClusterError> {
+        if !self.is_connected() {
+            let why = self
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_error
+                .clone()
+                .unwrap_or_default();
+            return Err(ClusterError::Unavailable(why));
+        }
+        let mut conn = self.commands();
+        let cmd = data::write_cmd(self.prefix(), write);
+        let version: u64 = tokio::time::timeout(WRITE_TIMEOUT, cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| ClusterError::Timeout(WRITE_TIMEOUT))??;
+        Ok(version)
+    }
+
+    /// Reads every write newer than this instance's version from Redis and applies them in
+    /// version order (each journaled to disk before it is applied).
+    pub async fn catch_up_data(&self) -> Result<usize, ClusterError> {
+        let _serial = self.data_catch_up.lock().await;
+        let mut conn = self.commands();
+        let cmd = data::read_cmd(self.prefix(), self.data.version());
+        let reply: Vec<String> = tokio::time::timeout(WRITE_TIMEOUT, cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| ClusterError::Timeout(WRITE_TIMEOUT))??;
+        let writes = data::decode(reply).map_err(ClusterError::Unavailable)?;
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        let store = self.data.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let mut applied = 0;
+            for w in writes {
+                match store.commit(w) {
+                    Ok(Some(_)) => applied += 1,
+                    Ok(None) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(applied)
+        })
+        .await
+        .map_err(|e| ClusterError::Unavailable(e.to_string()))?
+        .map_err(ClusterError::Unavailable)?;
+        if applied > 0 {
+            tracing::debug!(applied, version = self.data.version(), "data writes applied from the cluster");
+            self.metrics.cluster_data_applied(applied as u64);
+        }
+        Ok(applied)
+    }
+
     /// Starts the subscriber: it keeps a pub/sub connection, applies announced changes,
     /// resyncs every feature on (re)connection and every `resync_ms`, and tracks health.
     pub fn spawn(self: &Arc<Self>) {
@@ -198,15 +264,17 @@ impl Cluster {
     /// One connected session: subscribe, resync, then follow the channel until it breaks.
     async fn session(&self) -> Result<(), ClusterError> {
         let channel = rollout::channel(self.prefix());
+        let data_channel = data::channel(self.prefix());
         let mut pubsub = tokio::time::timeout(WRITE_TIMEOUT, async {
             let mut p = self.client.get_async_pubsub().await?;
-            p.subscribe(&channel).await?;
+            p.subscribe(&[&channel, &data_channel]).await?;
             Ok::<_, redis::RedisError>(p)
         })
         .await
         .map_err(|_| ClusterError::Timeout(WRITE_TIMEOUT))??;
         // Subscribed first, then read: a change made in between is seen by one or both.
         self.resync().await?;
+        self.catch_up_data().await?;
         self.set_up();
         let mut messages = pubsub.on_message();
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.resync_ms));
@@ -218,12 +286,21 @@ impl Cluster {
                     let Some(msg) = msg else {
                         return Err(ClusterError::Unavailable("the pub/sub connection closed".into()));
                     };
+                    if msg.get_channel_name() == data_channel {
+                        // The message is a version; what to apply is read from the log, so
+                        // a lost message is made up by the next one or the resync.
+                        self.catch_up_data().await?;
+                        continue;
+                    }
                     // The message names the feature; its state is read from the hash, so
                     // out-of-order or lost messages cannot leave an older state applied.
                     let name: String = msg.get_payload().unwrap_or_default();
                     self.fetch(&name).await?;
                 }
-                _ = tick.tick() => self.resync().await?,
+                _ = tick.tick() => {
+                    self.resync().await?;
+                    self.catch_up_data().await?;
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ use crate::decision_log::DecisionLog;
 use crate::flags::RolloutFlags;
 use crate::metrics::Metrics;
 use crate::runtime::{CodeCache, WasmRuntime, default_pool_size};
+use crate::store::DataStore;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -30,6 +31,7 @@ pub struct ServiceBuilder {
     state_file: Option<PathBuf>,
     candidate: Option<Bundle>,
     background: Option<tokio::runtime::Handle>,
+    data: Option<Arc<DataStore>>,
 }
 
 impl ServiceBuilder {
@@ -43,7 +45,15 @@ impl ServiceBuilder {
             state_file: None,
             candidate: None,
             background: None,
+            data: None,
         }
+    }
+
+    /// Layers the documents of `store` over every bundle's data (default: an empty store in
+    /// memory, as one-shot commands use).
+    pub fn data_store(mut self, store: Arc<DataStore>) -> Self {
+        self.data = Some(store);
+        self
     }
 
     /// Uses this compiled-code cache (`None`: compile in memory, cache nothing) instead of
@@ -87,7 +97,10 @@ impl ServiceBuilder {
         };
         let runtime =
             WasmRuntime::new(config.limits, code_cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let load = |b: Bundle| LoadedBundle::load(&runtime, b, config.limits, self.pool_size);
+        let data = self
+            .data
+            .unwrap_or_else(|| Arc::new(DataStore::in_memory(config.data_limits())));
+        let load = |b: Bundle| LoadedBundle::load(&runtime, b, config.limits, self.pool_size, &data);
         let active = load(bundle)?;
         let candidate = self
             .candidate
@@ -111,7 +124,10 @@ impl ServiceBuilder {
             cache.spawn_sweeper(SWEEP_INTERVAL);
             if let Some(c) = &config.cluster {
                 let joined =
-                    Arc::new(Cluster::new(c, flags.clone(), metrics.clone()).context("cluster")?);
+                    Arc::new(
+                    Cluster::new(c, flags.clone(), metrics.clone(), data.clone())
+                        .context("cluster")?,
+                );
                 joined.spawn();
                 if config.features.decision_cache.shared {
                     shared =
@@ -141,6 +157,7 @@ impl ServiceBuilder {
             metrics,
             log,
             runtime,
+            data,
         })
     }
 }

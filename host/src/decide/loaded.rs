@@ -5,6 +5,7 @@ use crate::config::Limits;
 use crate::evaluator::{Evaluator, PathKind};
 use crate::native::NativePolicy;
 use crate::runtime::{WasmPolicy, WasmRuntime};
+use crate::store::DataStore;
 use std::sync::Arc;
 
 /// A bundle loaded on both paths.
@@ -25,17 +26,21 @@ pub struct LoadedBundle {
 
 impl LoadedBundle {
     /// Loads `bundle` on both paths: the component on `runtime`, the payload natively under
-    /// `limits`; each path keeps at most `pool_size` idle instances.
+    /// `limits`; each path keeps at most `pool_size` idle instances, and layers the documents
+    /// written to `data` over the bundle's own.
     pub fn load(
         runtime: &WasmRuntime,
         bundle: Bundle,
         limits: Limits,
         pool_size: usize,
+        data: &Arc<DataStore>,
     ) -> anyhow::Result<Self> {
-        let (wasm, code_cache_hit) = runtime
+        let (mut wasm, code_cache_hit) = runtime
             .load(&bundle, pool_size)
             .map_err(|e| anyhow::anyhow!("cannot load the bundle component: {e:#}"))?;
-        let native = NativePolicy::load(&bundle, limits, pool_size)?;
+        let mut native = NativePolicy::load(&bundle, limits, pool_size)?;
+        wasm.attach_store(data.clone());
+        native.attach_store(data.clone());
         let manifest = bundle.manifest().clone();
         let id = format!("{}@{}", manifest.revision, manifest.content_hash).into();
         Ok(LoadedBundle {

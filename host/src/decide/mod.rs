@@ -21,6 +21,21 @@ pub use canonical::canonical_json;
 pub use loaded::LoadedBundle;
 pub use request::{Decided, Decision, DecisionRequest, Lookup, Pending, Target};
 
+/// Why a data write was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum DataWriteError {
+    /// Refused by the store (persistence failed); nothing changed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The cluster could not publish it: no instance applied it.
+    #[error("the write was not applied on any instance: {0}")]
+    Cluster(crate::cluster::ClusterError),
+    /// Published to the cluster, but this instance could not apply it yet (it will on its
+    /// next resync).
+    #[error("the write reached the cluster but is not applied here yet: {0}")]
+    NotYetApplied(String),
+}
+
 /// Why a feature change was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureChangeError {
@@ -41,6 +56,7 @@ use crate::evaluator::{EvalError, PathKind};
 use crate::flags::{DECISION_CACHE, POLICY_CANARY, RolloutFlags, WASM_ENGINE};
 use crate::metrics::Metrics;
 use crate::runtime::WasmRuntime;
+use crate::store::DataStore;
 use canonical::{DecisionMeta, meta_of, outcome_of, user_key_of};
 use request::{Cached, Route};
 use std::sync::{Arc, RwLock};
@@ -60,6 +76,8 @@ pub struct DecisionService {
     flags: Arc<RolloutFlags>,
     metrics: Arc<Metrics>,
     log: Option<DecisionLog>,
+    /// Documents written at run time, layered over every loaded bundle's data.
+    data: Arc<DataStore>,
 }
 
 impl DecisionService {
@@ -73,7 +91,13 @@ impl DecisionService {
     /// as instance slots allow) so the first decisions after the swap do not make instances
     /// on the request path.
     pub fn load_bundle(&self, bundle: Bundle) -> anyhow::Result<LoadedBundle> {
-        let loaded = LoadedBundle::load(&self.runtime, bundle, self.limits, self.pool_size)?;
+        let loaded = LoadedBundle::load(
+            &self.runtime,
+            bundle,
+            self.limits,
+            self.pool_size,
+            &self.data,
+        )?;
         loaded.wasm.prewarm();
         Ok(loaded)
     }
@@ -121,6 +145,11 @@ impl DecisionService {
         self.log.is_some()
     }
 
+    /// The documents written at run time.
+    pub fn data(&self) -> &Arc<DataStore> {
+        &self.data
+    }
+
     /// The decision cache.
     pub fn cache(&self) -> &Arc<DecisionCache> {
         &self.cache
@@ -158,6 +187,33 @@ impl DecisionService {
                 .try_for_each(|(name, f)| self.flags.apply(name, f.clone()).map(drop))
                 .map_err(FeatureChangeError::Flag),
         }
+    }
+
+    /// Commits a planned data write (see [`DataStore::plan_put`] and friends): through Redis
+    /// when the service runs in a cluster, so every instance applies it in version order;
+    /// else here, journaled to disk first when the store is durable. The next decision sees
+    /// it; decisions cached with older data are dropped.
+    pub async fn commit_data(&self, write: crate::store::Write) -> Result<(), DataWriteError> {
+        match &self.cluster {
+            Some(cluster) => {
+                cluster
+                    .publish_data(&write)
+                    .await
+                    .map_err(DataWriteError::Cluster)?;
+                cluster
+                    .catch_up_data()
+                    .await
+                    .map_err(|e| DataWriteError::NotYetApplied(e.to_string()))?;
+            }
+            None => {
+                let store = self.data.clone();
+                tokio::task::spawn_blocking(move || store.commit(write))
+                    .await
+                    .map_err(|e| DataWriteError::NotYetApplied(e.to_string()))??;
+            }
+        }
+        self.cache.clear();
+        Ok(())
     }
 
     /// Prometheus text exposition of every metric.
@@ -226,11 +282,14 @@ impl DecisionService {
         };
         let cache = cache_on.then(|| {
             let entrypoint: Arc<str> = sark_guest::normalize_entrypoint(req.target.as_str()).into();
+            // Read before evaluating: an evaluation sees this generation or a newer one, so an
+            // entry never holds a decision older than its key.
             let key = CacheKey::new(
                 route.bundle.id.clone(),
                 entrypoint.clone(),
                 &route.canonical,
-            );
+            )
+            .with_data_generation(self.data.generation());
             (key, entrypoint)
         });
         if let Some((key, _)) = &cache {
@@ -254,6 +313,16 @@ impl DecisionService {
         Decided { route, outcome }
     }
 
+    /// The bundle part of shared cache keys: the bundle, and the content of the written
+    /// documents when there are any (the same on every instance holding the same data).
+    fn shared_bundle_key(&self, bundle: &LoadedBundle) -> String {
+        if self.data.is_empty() {
+            bundle.id.to_string()
+        } else {
+            format!("{}+{}", bundle.id, self.data.fingerprint())
+        }
+    }
+
     fn evaluate_miss(
         &self,
         route: &Route<'_>,
@@ -262,7 +331,7 @@ impl DecisionService {
         let shared = match (&cache, &self.shared) {
             (Some((_, entrypoint)), Some(store)) => Some((
                 store,
-                SharedKey::new(&route.bundle.id, entrypoint, &route.canonical),
+                SharedKey::new(&self.shared_bundle_key(&route.bundle), entrypoint, &route.canonical),
             )),
             _ => None,
         };

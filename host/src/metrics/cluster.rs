@@ -39,4 +39,9 @@ impl Metrics {
             .get_or_create(&vec![("source", source.to_string())])
             .inc();
     }
+
+    /// Records data writes applied from the cluster.
+    pub fn cluster_data_applied(&self, writes: u64) {
+        self.cluster_data_writes.inc_by(writes);
+    }
 }

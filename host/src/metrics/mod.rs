@@ -102,6 +102,7 @@ pub struct Metrics {
     shared_cache_get: Histogram,
     cluster_connected: Gauge,
     cluster_updates: Family<Labels, Counter>,
+    cluster_data_writes: Counter,
     live: [LiveWindow; 2],
 }
 
@@ -219,6 +220,12 @@ impl Metrics {
             "Rollout changes applied from the cluster, by source (local, pubsub, resync)",
             cluster_updates.clone(),
         );
+        let cluster_data_writes = Counter::default();
+        registry.register(
+            "cluster_data_writes_applied",
+            "Data API writes applied from the cluster (this instance's own included)",
+            cluster_data_writes.clone(),
+        );
 
         let path = |p: PathKind| PathHandles {
             duration: durations
@@ -291,6 +298,7 @@ impl Metrics {
             shared_cache_get,
             cluster_connected,
             cluster_updates,
+            cluster_data_writes,
             live: [LiveWindow::new(), LiveWindow::new()],
             registry,
         }

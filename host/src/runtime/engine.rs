@@ -66,7 +66,10 @@ pub(crate) fn carried_evaluator_sha256() -> &'static str {
 impl WasmRuntime {
     /// Creates the engine with `limits` and an optional compiled-code cache.
     pub fn new(limits: Limits, cache: Option<CodeCache>) -> wasmtime::Result<Self> {
-        let max_memory = usize::try_from(limits.max_memory_mb)? << 20;
+        // Instances holding documents written at run time may grow past the evaluation cap
+        // by what the documents take (see `WasmPolicy`).
+        let max_memory = (usize::try_from(limits.max_memory_mb)? << 20)
+            .saturating_add(limits.data_memory_bytes());
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_COMPONENT_INSTANCES)
             .total_core_instances(POOL_COMPONENT_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
@@ -189,20 +192,7 @@ impl WasmRuntime {
     pub fn load(&self, bundle: &Bundle, pool_size: usize) -> wasmtime::Result<(WasmPolicy, bool)> {
         let manifest = bundle.manifest();
         if manifest.evaluator_sha256 == carried_evaluator_sha256() {
-            let (pre, cached) = self.carried_evaluator()?;
-            // The bundle was validated when it was built: new instances skip the warm-up
-            // evaluation of every entrypoint, which a slow entrypoint would make slow.
-            let mut payload = bundle.payload().map_err(|e| wasmtime::format_err!("{e}"))?;
-            payload.warm_up = false;
-            let payload: Arc<[u8]> = serde_json::to_vec(&payload)?.into();
-            let policy = WasmPolicy::new(
-                pre,
-                Some(payload),
-                self.limits,
-                pool_size,
-                self.ticker.clone(),
-            )?;
-            return Ok((policy, cached));
+            return self.load_on_carried(bundle, pool_size);
         }
         let digest = &manifest.component_sha256;
         let (component, cached) = self.compile(bundle.component_bytes(), digest)?;
@@ -212,9 +202,48 @@ impl WasmRuntime {
             tracing::debug!(digest = %digest, "compiled the bundle component");
         }
         let pre = self.linker.instantiate_pre(&component)?;
+        // A bundle built by an older `sark` exports an older contract (`sark:policy@0.1.0`,
+        // without `store`): its payload runs on the carried evaluator instead.
+        if !exports_current_contract(&component, &self.engine) {
+            tracing::warn!(
+                revision = %manifest.revision,
+                "the bundle's component predates sark:policy@0.2.0; its policies run on this sark's evaluator"
+            );
+            return self.load_on_carried(bundle, pool_size);
+        }
         let policy = WasmPolicy::new(pre, None, self.limits, pool_size, self.ticker.clone())?;
         Ok((policy, cached))
     }
+
+    /// Prepares `bundle` on the carried evaluator: each new instance loads its payload.
+    fn load_on_carried(
+        &self,
+        bundle: &Bundle,
+        pool_size: usize,
+    ) -> wasmtime::Result<(WasmPolicy, bool)> {
+        let (pre, cached) = self.carried_evaluator()?;
+        // The bundle was validated when it was built: new instances skip the warm-up
+        // evaluation of every entrypoint, which a slow entrypoint would make slow.
+        let mut payload = bundle.payload().map_err(|e| wasmtime::format_err!("{e}"))?;
+        payload.warm_up = false;
+        let payload: Arc<[u8]> = serde_json::to_vec(&payload)?.into();
+        let policy = WasmPolicy::new(
+            pre,
+            Some(payload),
+            self.limits,
+            pool_size,
+            self.ticker.clone(),
+        )?;
+        Ok((policy, cached))
+    }
+}
+
+/// Whether `component` exports the `store` interface of the contract this host binds.
+fn exports_current_contract(component: &wasmtime::component::Component, engine: &Engine) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, _)| name == "sark:policy/store@0.2.0")
 }
 
 /// A linker with WASI 0.2 (what the evaluator imports; the store decides what it may see).

@@ -13,6 +13,7 @@ use super::engine::Ticker;
 use crate::config::Limits;
 use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
 use crate::idle_pool::IdlePool;
+use crate::store::DataStore;
 use sark_guest::{BundleInfo, Location, PolicyError, TestOutcome};
 use std::sync::Arc;
 use wasmtime::component::InstancePre;
@@ -30,12 +31,18 @@ struct PolicyInstance {
     bindings: EvaluatorCore,
     /// Linear memory size right after instantiation.
     initial_memory_bytes: usize,
+    /// The data store generation this instance has applied (0: the bundle's data only).
+    data_generation: u64,
+    /// Linear memory the written documents took when they were applied: the instance may
+    /// hold it beyond the evaluation cap and the retain bound.
+    data_memory_bytes: usize,
 }
 
 impl PolicyInstance {
     /// Whether the instance is small enough to keep (see [`RETAIN_GROWTH_BYTES`]).
     fn worth_keeping(&self) -> bool {
-        self.store.data().memory_bytes <= self.initial_memory_bytes + RETAIN_GROWTH_BYTES
+        self.store.data().memory_bytes
+            <= self.initial_memory_bytes + self.data_memory_bytes + RETAIN_GROWTH_BYTES
     }
 }
 
@@ -69,6 +76,8 @@ pub struct WasmPolicy {
     limits: Limits,
     idle: IdlePool<PolicyInstance>,
     info: BundleInfo,
+    /// The documents written at run time, applied to each instance before it evaluates.
+    store: Option<Arc<DataStore>>,
     /// Keeps the epoch ticker running while this policy can evaluate.
     _ticker: Arc<Ticker>,
 }
@@ -96,6 +105,7 @@ impl WasmPolicy {
             payload,
             limits,
             idle,
+            store: None,
             _ticker: ticker,
             info: BundleInfo {
                 revision: String::new(),
@@ -179,7 +189,59 @@ impl WasmPolicy {
             store,
             bindings,
             initial_memory_bytes,
+            data_generation: 0,
+            data_memory_bytes: 0,
         })
+    }
+
+    /// Layers the documents of `store` over the bundle's data in every instance, from the
+    /// next evaluation on (instances made before catch up like any other).
+    pub fn attach_store(&mut self, store: Arc<DataStore>) {
+        self.store = Some(store);
+    }
+
+    /// Brings `instance` to the store's current generation through the `store.write` export.
+    fn catch_up(&self, instance: &mut PolicyInstance) -> Result<(), EvalError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        if instance.data_generation == store.generation() {
+            return Ok(());
+        }
+        let changes = crate::store::changes_for(store, &self.info.roots, instance.data_generation);
+        // Applying a large document takes longer than an evaluation: it gets the load
+        // deadline, and the memory the written documents may take beyond the cap.
+        instance
+            .store
+            .set_epoch_deadline(self.deadline_ticks().max(LOAD_DEADLINE_TICKS));
+        let eval_cap = usize::try_from(self.limits.max_memory_mb).unwrap_or(usize::MAX) << 20;
+        let before = instance.store.data().memory_bytes;
+        instance.store.data_mut().max_memory_bytes =
+            eval_cap.saturating_add(self.limits.data_memory_bytes());
+        for (path, json) in &changes.writes {
+            let written = instance.bindings.sark_policy_store().call_write(
+                &mut instance.store,
+                path,
+                json.as_deref(),
+            );
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(EvalError::Instance(format!(
+                        "cannot apply the written document /{}: {}",
+                        path.join("/"),
+                        from_wit(e)
+                    )));
+                }
+                Err(trap) => return Err(self.trap_error(&instance.store, &trap)),
+            }
+        }
+        instance.data_generation = changes.generation;
+        let grown = instance.store.data().memory_bytes.saturating_sub(before);
+        instance.data_memory_bytes += grown;
+        instance.store.data_mut().max_memory_bytes =
+            eval_cap.saturating_add(instance.data_memory_bytes);
+        Ok(())
     }
 
     /// The evaluation deadline in epoch ticks.
@@ -234,6 +296,7 @@ impl WasmPolicy {
         input_json: &str,
     ) -> Result<Option<String>, EvalError> {
         let mut instance = self.instantiate()?;
+        self.catch_up(&mut instance)?;
         instance.store.set_epoch_deadline(self.deadline_ticks());
         instance
             .bindings
@@ -258,8 +321,13 @@ impl WasmPolicy {
         ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, EvalError> {
         let mut instance = self.idle.checkout(|| self.instantiate())?;
-        instance.store.set_epoch_deadline(self.deadline_ticks());
         instance.store.data_mut().memory_cap_hit = false;
+        if let Err(e) = self.catch_up(&mut instance) {
+            self.idle.discard();
+            tracing::warn!(error = %e, "policy instance discarded: the written data did not apply");
+            return Err(e);
+        }
+        instance.store.set_epoch_deadline(self.deadline_ticks());
         let outcome = call(&mut instance.store, &instance.bindings);
         match outcome {
             Ok(result) => {

@@ -27,8 +27,17 @@ fn path_health(state: &AppState, path: PathKind) -> Result<(), String> {
     }
 }
 
-/// `GET /health`: 200 only when the bundle is loaded and the component evaluates.
-pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /health`: 200 only when the bundle is loaded and the component evaluates. With
+/// OPA's parameters (`bundles`, `plugins`, `exclude-plugin`) it answers as OPA does.
+pub async fn health(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(params): super::management::Pairs,
+) -> Response {
+    if path_health(&state, PathKind::Wasm).is_ok()
+        && let Some(resp) = super::management::opa_health(&state, &params)
+    {
+        return resp;
+    }
     let wasm = path_health(&state, PathKind::Wasm);
     let native = path_health(&state, PathKind::Native);
     let active = state.service.active();

@@ -7,7 +7,9 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod data_api;
 mod gateway;
+mod management;
 mod opa;
 mod reload;
 mod respond;
@@ -19,7 +21,7 @@ use crate::decide::{Decision, DecisionRequest, DecisionService, Lookup};
 use crate::evaluator::EvalError;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub verification_key: Option<ed25519_dalek::VerifyingKey>,
     /// Reload bookkeeping (serializes reloads, remembers the last outcome).
     pub reloads: reload::Reloader,
+    /// This instance's id (OPA's `labels.id`), new at every start.
+    pub instance_id: String,
 }
 
 impl AppState {
@@ -55,14 +59,27 @@ impl AppState {
             .clone()
             .or_else(|| std::env::var("SARK_ADMIN_TOKEN").ok())
             .filter(|t| !t.is_empty());
+        let reloads = reload::Reloader::default();
+        reloads.started();
         AppState {
             service: Arc::new(service),
             config,
             admin_token,
             bundle_path,
             verification_key,
-            reloads: Default::default(),
+            reloads,
+            instance_id: uuid::Uuid::new_v4().to_string(),
         }
+    }
+
+    /// The bundle's name in OPA's terms (policy ids, status, provenance): the bundle file's
+    /// name without its extension.
+    pub fn bundle_name(&self) -> String {
+        self.bundle_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "sark".into())
     }
 }
 
@@ -73,12 +90,35 @@ pub fn router(state: Arc<AppState>) -> Router {
         .limits
         .max_input_bytes
         .saturating_add(64 * 1024);
+    // Data writes carry documents up to `limits.max_data_bytes`, not an input's size.
+    let write_limit = state
+        .config
+        .limits
+        .max_data_bytes
+        .saturating_add(64 * 1024);
+    let writes = |r: MethodRouter<Arc<AppState>>| r.layer(DefaultBodyLimit::max(write_limit));
     Router::new()
+        .route("/", post(opa::post_default))
         .route(
             "/v1/data",
-            post(opa::post_data_root).get(opa::get_data_root),
+            post(opa::post_data_root)
+                .get(opa::get_data_root)
+                .merge(writes(put(data_api::put_root).patch(data_api::patch_root))),
         )
-        .route("/v1/data/{*path}", post(opa::post_data).get(opa::get_data))
+        .route(
+            "/v1/data/{*path}",
+            post(opa::post_data)
+                .get(opa::get_data)
+                .delete(data_api::delete_path)
+                .merge(writes(put(data_api::put_path).patch(data_api::patch_path))),
+        )
+        .route("/v1/config", get(management::config))
+        .route("/v1/status", get(management::status))
+        .route("/v1/compile", post(management::compile))
+        .route(
+            "/v1/compile/{*path}",
+            post(management::compile).get(management::compile),
+        )
         .route("/v0/data/{*path}", post(opa::post_v0_data))
         .route("/v1/query", post(opa::post_query).get(opa::get_query))
         .route("/v1/batch/data/{*path}", post(opa::post_batch))
@@ -101,7 +141,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/metrics/comparison", get(admin::comparison))
         .route("/admin/bundle/reload", post(admin::bundle_reload))
         .fallback(respond::not_found)
+        .method_not_allowed_fallback(respond::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(respond::opa_paths))
         .with_state(state)
 }
 

@@ -24,8 +24,10 @@ pub struct DataParams {
     q: Option<String>,
 }
 
-fn flag(v: &Option<String>) -> bool {
-    matches!(v.as_deref(), Some("" | "true" | "1"))
+/// OPA's boolean parameters: present without a value, or `true` in any case, is on.
+pub(super) fn flag(v: &Option<String>) -> bool {
+    v.as_deref()
+        .is_some_and(|v| v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 /// The `{"input": …}` envelope of POST /v1/data.
@@ -150,7 +152,7 @@ fn data_response(
         let p = json!({
             "version": env!("CARGO_PKG_VERSION"),
             "revision": m.revision,
-            "bundles": {"sark": {"revision": m.revision, "content_hash": m.content_hash}},
+            "bundles": {state.bundle_name(): {"revision": m.revision, "content_hash": m.content_hash}},
         });
         body.push_str(",\"provenance\":");
         body.push_str(&p.to_string());
@@ -171,6 +173,22 @@ pub async fn post_v0_data(
     Path(path): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    raw_value_response(&state, &path, body)
+}
+
+/// `POST /`: OPA's default decision (`default_decision`, `/system/main`): the body is the
+/// input, the response the raw value; 404 `undefined_document` when it is undefined.
+pub async fn post_default(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let path = state.config.default_decision.clone();
+    raw_value_response(&state, &path, body)
+}
+
+/// The v0 shape: raw input in, raw value out. OPA tells a path nothing defines
+/// (`document missing`) from a rule that is undefined for this input (`document undefined`).
+fn raw_value_response(state: &AppState, path: &str, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(e) => return body_rejected(e),
@@ -180,29 +198,35 @@ pub async fn post_v0_data(
     } else {
         match serde_json::from_slice(&body) {
             Ok(v) => Some(v),
-            Err(e) => return bad_json(&e),
+            Err(e) => {
+                return opa_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    &format!(
+                        "unexpected parse error for input: body contains malformed input document: {e}"
+                    ),
+                    vec![],
+                );
+            }
         }
     };
-    let answer = decide(&state, &DecisionRequest::new(&path, input.as_ref()));
-    let decision = match answer.outcome {
-        Ok(d) => Some(d),
+    let answer = decide(state, &DecisionRequest::new(path, input.as_ref()));
+    let kind = match answer.outcome {
+        Ok(d) => match d.result {
+            Some(result) => return json_text(StatusCode::OK, result.to_string()),
+            None => "document undefined",
+        },
         Err(e) => match eval_error(&e) {
             Some(resp) => return resp,
-            None => None,
+            None => "document missing",
         },
     };
-    match decision.and_then(|d| d.result) {
-        Some(result) => json_text(StatusCode::OK, result.to_string()),
-        None => opa_error(
-            StatusCode::NOT_FOUND,
-            "undefined_document",
-            &format!(
-                "document missing or undefined: {}",
-                sark_guest::normalize_entrypoint(&path)
-            ),
-            vec![],
-        ),
-    }
+    opa_error(
+        StatusCode::NOT_FOUND,
+        "undefined_document",
+        &format!("{kind}: {}", sark_guest::normalize_entrypoint(path)),
+        vec![],
+    )
 }
 
 #[derive(Deserialize)]

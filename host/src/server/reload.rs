@@ -19,6 +19,14 @@ pub struct ReloadStatus {
     pub last_error: Option<String>,
     /// Revision of the bundle loaded by the last success.
     pub last_revision: Option<String>,
+    /// When the active bundle was activated (RFC 3339, UTC): at start or by the last
+    /// successful reload.
+    pub last_activation: Option<String>,
+}
+
+/// Now, in OPA's timestamp format.
+pub(super) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// Serializes reloads and remembers their outcome.
@@ -29,6 +37,14 @@ pub struct Reloader {
 }
 
 impl Reloader {
+    /// Records the activation of the bundle the server started with.
+    pub(super) fn started(&self) {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_activation = Some(now_rfc3339());
+    }
+
     /// The last outcome.
     pub fn status(&self) -> ReloadStatus {
         self.status
@@ -84,6 +100,7 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
             status.successes += 1;
             status.last_error = None;
             status.last_revision = Some(revision.clone());
+            status.last_activation = Some(now_rfc3339());
             tracing::info!(reason, bundle = %id, "bundle reloaded");
             Ok(revision)
         }

@@ -110,6 +110,38 @@ pub fn eval_error(err: &EvalError) -> Option<Response> {
     Some(opa_error(status, code, &detail, vec![e]))
 }
 
+/// 405 for a method a route does not have, with a JSON body (clients parse every error).
+pub async fn method_not_allowed() -> Response {
+    opa_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+        vec![],
+    )
+}
+
+/// OPA's path rules ahead of routing: a path ending in `/` is redirected (301) to the path
+/// without it, as OPA does (clients rely on it: `GET /v1/policies/`), and `HEAD` is 405.
+pub async fn opa_paths(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED).into_response();
+    }
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let target = path.trim_end_matches('/');
+        let target = if target.is_empty() { "/" } else { target };
+        return (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, target.to_string())],
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
 /// 404 for routes that do not exist.
 pub async fn not_found() -> Response {
     opa_error(
