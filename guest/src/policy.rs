@@ -375,6 +375,11 @@ impl PolicySet {
             .map_err(|e| PolicyError::Evaluation(format!("cannot serialize results: {e}")))
     }
 
+    /// The bundle's module sources, as loaded.
+    pub fn modules(&self) -> &[crate::ModuleSource] {
+        &self.modules
+    }
+
     /// `data.`-prefixed package paths of the bundle's modules.
     pub fn packages(&self) -> &[String] {
         &self.packages
@@ -439,7 +444,7 @@ impl Clone for PolicySet {
     }
 }
 
-fn policy_length_config() -> PolicyLengthConfig {
+pub(crate) fn policy_length_config() -> PolicyLengthConfig {
     PolicyLengthConfig {
         max_col: NonZeroU32::new(MAX_POLICY_COLUMNS).expect("non-zero constant"),
         max_file_bytes: NonZeroUsize::new(MAX_POLICY_FILE_BYTES).expect("non-zero constant"),

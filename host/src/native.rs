@@ -38,8 +38,20 @@ impl NativePolicy {
     /// warm-up: the bundle was validated when it was built, and here nothing could stop an
     /// entrypoint that takes long to evaluate (a builtin call is not interruptible).
     pub fn load(bundle: &Bundle, limits: Limits, max_idle: usize) -> Result<Self, NativeLoadError> {
+        Self::load_with(bundle, limits, max_idle, &[])
+    }
+
+    /// [`Self::load`], with `extra` modules (policies put at run time) compiled with the
+    /// bundle's.
+    pub fn load_with(
+        bundle: &Bundle,
+        limits: Limits,
+        max_idle: usize,
+        extra: &[sark_guest::ModuleSource],
+    ) -> Result<Self, NativeLoadError> {
         let mut payload = bundle.payload()?;
         payload.warm_up = false;
+        payload.modules.extend_from_slice(extra);
         let set = PolicySet::load_with_time_limit(
             payload,
             std::time::Duration::from_millis(limits.native_timeout_ms),
@@ -57,6 +69,14 @@ impl NativePolicy {
     /// Layers the documents of `store` over the bundle's data, from the next evaluation on.
     pub fn attach_store(&mut self, store: Arc<DataStore>) {
         self.store = Some(store);
+    }
+
+    /// The modules loaded (the bundle's and any put at run time), with their sources.
+    pub fn modules(&self) -> Vec<sark_guest::ModuleSource> {
+        self.template
+            .lock()
+            .map(|t| t.0.modules().to_vec())
+            .unwrap_or_default()
     }
 
     /// Policy packages of the bundle (`data.`-prefixed), for checks of data writes.

@@ -66,9 +66,19 @@ impl Args {
             );
         }
         let data = Arc::new(data);
+        let policies = crate::store::PolicyStore::open(&dir)
+            .with_context(|| format!("persistence directory {}", dir.display()))?;
+        if !policies.list().is_empty() {
+            eprintln!(
+                "policies: restored {} put through the policy API from {}",
+                policies.list().len(),
+                dir.display()
+            );
+        }
         runtime.block_on(async move {
             let service = ServiceBuilder::new(&config)
                 .data_store(data)
+                .policy_store(Arc::new(policies))
                 .state_file(config.server.state_file.clone())
                 .candidate(candidate)
                 .background(tokio::runtime::Handle::current())

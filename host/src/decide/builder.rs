@@ -11,7 +11,7 @@ use crate::decision_log::DecisionLog;
 use crate::flags::RolloutFlags;
 use crate::metrics::Metrics;
 use crate::runtime::{CodeCache, WasmRuntime, default_pool_size};
-use crate::store::DataStore;
+use crate::store::{DataStore, PolicyStore};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -32,6 +32,7 @@ pub struct ServiceBuilder {
     candidate: Option<Bundle>,
     background: Option<tokio::runtime::Handle>,
     data: Option<Arc<DataStore>>,
+    policies: Option<Arc<PolicyStore>>,
 }
 
 impl ServiceBuilder {
@@ -46,7 +47,14 @@ impl ServiceBuilder {
             candidate: None,
             background: None,
             data: None,
+            policies: None,
         }
+    }
+
+    /// Compiles the policies of `store` (put at run time) with every bundle (default: none).
+    pub fn policy_store(mut self, store: Arc<PolicyStore>) -> Self {
+        self.policies = Some(store);
+        self
     }
 
     /// Layers the documents of `store` over every bundle's data (default: an empty store in
@@ -100,11 +108,17 @@ impl ServiceBuilder {
         let data = self
             .data
             .unwrap_or_else(|| Arc::new(DataStore::in_memory(config.data_limits())));
-        let load = |b: Bundle| LoadedBundle::load(&runtime, b, config.limits, self.pool_size, &data);
-        let active = load(bundle)?;
+        let policies = self
+            .policies
+            .unwrap_or_else(|| Arc::new(PolicyStore::in_memory()));
+        let modules = policies.modules_with(None);
+        let load = |b: Bundle, m: &[sark_guest::ModuleSource]| {
+            LoadedBundle::load(&runtime, b, config.limits, self.pool_size, &data, m)
+        };
+        let active = load(bundle, &modules)?;
         let candidate = self
             .candidate
-            .map(|b| load(b).context("candidate bundle"))
+            .map(|b| load(b, &modules).context("candidate bundle"))
             .transpose()?;
         let flags = Arc::new(RolloutFlags::new(config, self.state_file)?);
         let metrics = Arc::new(Metrics::new());
@@ -158,6 +172,7 @@ impl ServiceBuilder {
             log,
             runtime,
             data,
+            policies,
         })
     }
 }

@@ -6,6 +6,7 @@ use crate::evaluator::{Evaluator, PathKind};
 use crate::native::NativePolicy;
 use crate::runtime::{WasmPolicy, WasmRuntime};
 use crate::store::DataStore;
+use sark_guest::ModuleSource;
 use std::sync::Arc;
 
 /// A bundle loaded on both paths.
@@ -27,22 +28,38 @@ pub struct LoadedBundle {
 impl LoadedBundle {
     /// Loads `bundle` on both paths: the component on `runtime`, the payload natively under
     /// `limits`; each path keeps at most `pool_size` idle instances, and layers the documents
-    /// written to `data` over the bundle's own.
+    /// written to `data` over the bundle's own; `policies` (put at run time) are compiled
+    /// with the bundle's modules.
     pub fn load(
         runtime: &WasmRuntime,
         bundle: Bundle,
         limits: Limits,
         pool_size: usize,
         data: &Arc<DataStore>,
+        policies: &[ModuleSource],
     ) -> anyhow::Result<Self> {
         let (mut wasm, code_cache_hit) = runtime
-            .load(&bundle, pool_size)
+            .load_with(&bundle, pool_size, policies)
             .map_err(|e| anyhow::anyhow!("cannot load the bundle component: {e:#}"))?;
-        let mut native = NativePolicy::load(&bundle, limits, pool_size)?;
+        let mut native = NativePolicy::load_with(&bundle, limits, pool_size, policies)?;
         wasm.attach_store(data.clone());
         native.attach_store(data.clone());
         let manifest = bundle.manifest().clone();
-        let id = format!("{}@{}", manifest.revision, manifest.content_hash).into();
+        let mut id = format!("{}@{}", manifest.revision, manifest.content_hash);
+        if !policies.is_empty() {
+            // Decisions cached for the bundle alone must not answer for it with the policies.
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            for m in policies {
+                h.update(m.path.as_bytes());
+                h.update([0]);
+                h.update(m.source.as_bytes());
+                h.update([0]);
+            }
+            id.push('+');
+            id.push_str(&hex::encode(&h.finalize()[..8]));
+        }
+        let id = id.into();
         Ok(LoadedBundle {
             manifest,
             wasm,

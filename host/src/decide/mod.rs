@@ -78,6 +78,8 @@ pub struct DecisionService {
     log: Option<DecisionLog>,
     /// Documents written at run time, layered over every loaded bundle's data.
     data: Arc<DataStore>,
+    /// Policies put at run time, compiled with every loaded bundle.
+    policies: Arc<crate::store::PolicyStore>,
 }
 
 impl DecisionService {
@@ -91,12 +93,23 @@ impl DecisionService {
     /// as instance slots allow) so the first decisions after the swap do not make instances
     /// on the request path.
     pub fn load_bundle(&self, bundle: Bundle) -> anyhow::Result<LoadedBundle> {
+        self.load_bundle_with(bundle, &self.policies.modules_with(None))
+    }
+
+    /// [`Self::load_bundle`] with `policies` in place of the policy store's (to try a
+    /// change of the run-time policies before it is accepted).
+    pub fn load_bundle_with(
+        &self,
+        bundle: Bundle,
+        policies: &[sark_guest::ModuleSource],
+    ) -> anyhow::Result<LoadedBundle> {
         let loaded = LoadedBundle::load(
             &self.runtime,
             bundle,
             self.limits,
             self.pool_size,
             &self.data,
+            policies,
         )?;
         loaded.wasm.prewarm();
         Ok(loaded)
@@ -143,6 +156,11 @@ impl DecisionService {
     /// Whether decisions recorded with a decision id are written to a decision log.
     pub fn logs_decisions(&self) -> bool {
         self.log.is_some()
+    }
+
+    /// The policies put at run time.
+    pub fn policies(&self) -> &Arc<crate::store::PolicyStore> {
+        &self.policies
     }
 
     /// The documents written at run time.

@@ -190,9 +190,20 @@ impl WasmRuntime {
     /// bundle's payload; any other bundle's own component is compiled (or read from the
     /// code cache). The returned flag says whether the compiled code came from the cache.
     pub fn load(&self, bundle: &Bundle, pool_size: usize) -> wasmtime::Result<(WasmPolicy, bool)> {
+        self.load_with(bundle, pool_size, &[])
+    }
+
+    /// [`Self::load`], with `extra` modules (policies put at run time) compiled with the
+    /// bundle's: then the bundle's payload and the modules load into the carried evaluator.
+    pub fn load_with(
+        &self,
+        bundle: &Bundle,
+        pool_size: usize,
+        extra: &[sark_guest::ModuleSource],
+    ) -> wasmtime::Result<(WasmPolicy, bool)> {
         let manifest = bundle.manifest();
-        if manifest.evaluator_sha256 == carried_evaluator_sha256() {
-            return self.load_on_carried(bundle, pool_size);
+        if manifest.evaluator_sha256 == carried_evaluator_sha256() || !extra.is_empty() {
+            return self.load_on_carried(bundle, pool_size, extra);
         }
         let digest = &manifest.component_sha256;
         let (component, cached) = self.compile(bundle.component_bytes(), digest)?;
@@ -209,7 +220,7 @@ impl WasmRuntime {
                 revision = %manifest.revision,
                 "the bundle's component predates sark:policy@0.2.0; its policies run on this sark's evaluator"
             );
-            return self.load_on_carried(bundle, pool_size);
+            return self.load_on_carried(bundle, pool_size, extra);
         }
         let policy = WasmPolicy::new(pre, None, self.limits, pool_size, self.ticker.clone())?;
         Ok((policy, cached))
@@ -220,12 +231,14 @@ impl WasmRuntime {
         &self,
         bundle: &Bundle,
         pool_size: usize,
+        extra: &[sark_guest::ModuleSource],
     ) -> wasmtime::Result<(WasmPolicy, bool)> {
         let (pre, cached) = self.carried_evaluator()?;
         // The bundle was validated when it was built: new instances skip the warm-up
         // evaluation of every entrypoint, which a slow entrypoint would make slow.
         let mut payload = bundle.payload().map_err(|e| wasmtime::format_err!("{e}"))?;
         payload.warm_up = false;
+        payload.modules.extend_from_slice(extra);
         let payload: Arc<[u8]> = serde_json::to_vec(&payload)?.into();
         let policy = WasmPolicy::new(
             pre,

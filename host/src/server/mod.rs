@@ -11,6 +11,7 @@ mod data_api;
 mod gateway;
 mod management;
 mod opa;
+mod policy_api;
 mod reload;
 mod respond;
 
@@ -111,6 +112,13 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .get(opa::get_data)
                 .delete(data_api::delete_path)
                 .merge(writes(put(data_api::put_path).patch(data_api::patch_path))),
+        )
+        .route("/v1/policies", get(policy_api::list))
+        .route(
+            "/v1/policies/{*id}",
+            get(policy_api::get)
+                .put(policy_api::put)
+                .delete(policy_api::delete),
         )
         .route("/v1/config", get(management::config))
         .route("/v1/status", get(management::status))

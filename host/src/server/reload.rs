@@ -57,28 +57,7 @@ impl Reloader {
 /// Reloads the bundle file; returns the new revision or why it was refused.
 pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, String> {
     let _guard = state.reloads.lock.lock().await;
-    let path = state.bundle_path.clone();
-    let service = state.service.clone();
-    let key = state.verification_key;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let loader = std::thread::Builder::new()
-        .name("sark-reload".into())
-        .spawn(move || {
-            // The load competes with the requests for the same cores: it yields to them.
-            lower_this_threads_priority();
-            let load = || -> Result<LoadedBundle, String> {
-                let bundle =
-                    Bundle::read_verified(&path, key.as_ref()).map_err(|e| e.to_string())?;
-                service.load_bundle(bundle).map_err(|e| format!("{e:#}"))
-            };
-            let _ = tx.send(load());
-        });
-    let loaded = match loader {
-        Ok(_) => rx
-            .await
-            .unwrap_or_else(|_| Err("the reload thread ended without an answer".into())),
-        Err(e) => Err(format!("cannot start the reload thread: {e}")),
-    };
+    let loaded = load_off_the_request_path(state, None).await;
     let mut status = state
         .reloads
         .status
@@ -89,13 +68,7 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
         Ok(bundle) => {
             let revision = bundle.manifest.revision.clone();
             let id = bundle.id.clone();
-            let old = state.service.swap_bundle(bundle);
-            // The old bundle (pools, engines, compiled code) is freed once its last
-            // in-flight decision ends; then the allocator's free memory goes back.
-            tokio::task::spawn_blocking(move || {
-                drop(old);
-                crate::allocator::release_free_memory();
-            });
+            activate(state, bundle);
             state.service.metrics().reload("success");
             status.successes += 1;
             status.last_error = None;
@@ -111,6 +84,81 @@ pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, Strin
             tracing::error!(reason, error = %e, "bundle reload refused; the previous bundle stays active");
             Err(e)
         }
+    }
+}
+
+/// Why the policies put at run time could not be changed. Nothing changed.
+#[derive(Debug)]
+pub enum RebuildError {
+    /// The bundle's modules and the new set of policies do not compile together.
+    Compile(String),
+    /// The bundle file could not be read, or the change not persisted.
+    Other(String),
+}
+
+/// Recompiles the active bundle's file with `policies` (the run-time policies after a
+/// change) off the request path, persists the change with `persist` once it compiles,
+/// then swaps the result in, like a reload.
+pub async fn rebuild(
+    state: &Arc<AppState>,
+    policies: Vec<sark_guest::ModuleSource>,
+    persist: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> Result<(), RebuildError> {
+    let _guard = state.reloads.lock.lock().await;
+    let loaded = load_off_the_request_path(state, Some(policies))
+        .await
+        .map_err(RebuildError::Compile)?;
+    tokio::task::spawn_blocking(persist)
+        .await
+        .map_err(|e| RebuildError::Other(e.to_string()))?
+        .map_err(|e| RebuildError::Other(format!("cannot persist the policy: {e:#}")))?;
+    tracing::info!(bundle = %loaded.id, "policies changed through the policy API");
+    activate(state, loaded);
+    Ok(())
+}
+
+/// Swaps `bundle` in; the old one is freed once its last in-flight decision ends.
+fn activate(state: &AppState, bundle: LoadedBundle) {
+    let old = state.service.swap_bundle(bundle);
+    // The old bundle (pools, engines, compiled code) is freed once its last
+    // in-flight decision ends; then the allocator's free memory goes back.
+    tokio::task::spawn_blocking(move || {
+        drop(old);
+        crate::allocator::release_free_memory();
+    });
+}
+
+/// Reads, verifies and loads the bundle file (with `policies` instead of the policy store's
+/// when given) on a low-priority thread.
+async fn load_off_the_request_path(
+    state: &Arc<AppState>,
+    policies: Option<Vec<sark_guest::ModuleSource>>,
+) -> Result<LoadedBundle, String> {
+    let path = state.bundle_path.clone();
+    let service = state.service.clone();
+    let key = state.verification_key;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let loader = std::thread::Builder::new()
+        .name("sark-reload".into())
+        .spawn(move || {
+            // The load competes with the requests for the same cores: it yields to them.
+            lower_this_threads_priority();
+            let load = || -> Result<LoadedBundle, String> {
+                let bundle =
+                    Bundle::read_verified(&path, key.as_ref()).map_err(|e| e.to_string())?;
+                match &policies {
+                    Some(p) => service.load_bundle_with(bundle, p),
+                    None => service.load_bundle(bundle),
+                }
+                .map_err(|e| format!("{e:#}"))
+            };
+            let _ = tx.send(load());
+        });
+    match loader {
+        Ok(_) => rx
+            .await
+            .unwrap_or_else(|_| Err("the reload thread ended without an answer".into())),
+        Err(e) => Err(format!("cannot start the reload thread: {e}")),
     }
 }
 

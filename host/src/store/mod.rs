@@ -1,5 +1,5 @@
 //! Documents written at run time through OPA's data API (`PUT`, `PATCH` and `DELETE
-//! /v1/data/{path}`): the one tree of written documents every loaded bundle layers over its
+//! /v1/data/{path}`; policies put through the policy API are in [`PolicyStore`]): the one tree of written documents every loaded bundle layers over its
 //! own data, durable in the persistence directory and, in a cluster, shared through Redis.
 //!
 //! A write is planned here ([`DataStore::plan_put`], [`DataStore::plan_patch`],
@@ -12,8 +12,10 @@
 //! computed with older data is never served.
 
 mod journal;
+mod policies;
 
 use journal::Journal;
+pub use policies::PolicyStore;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::path::Path;
