@@ -9,7 +9,7 @@ SAMPLES    := $(sort $(wildcard policies/samples/*.json))
 # OPA's compliance cases, shared beside the repository.
 CONFORMANCE ?= ../shared/conformance/opa-v1
 
-.PHONY: all run test bench soak fuzz guest host bundle lint fmt clean setup portability-deps cluster-deps python python-wheel
+.PHONY: all run test bench soak fuzz guest host bundle lint fmt clean setup portability-deps cluster-deps client-deps python python-wheel
 
 all: host
 
@@ -43,6 +43,13 @@ python-wheel: host
 python: python-wheel
 	SARK=$(CURDIR)/$(SARK) $(PY_VENV)/bin/python -m pytest -q python/tests
 
+# The official OPA clients the REST API tests drive (host/tests/clients): the npm SDK pinned
+# by its package-lock.json, opa-python-client pinned in requirements.txt, into the venv.
+client-deps:
+	cd host/tests/clients/node && npm ci --no-audit --no-fund --loglevel=error
+	@test -x $(PY_VENV)/bin/python || python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r host/tests/clients/python/requirements.txt
+
 # redis-server for the cluster tests (they start their own on ephemeral loopback ports).
 cluster-deps:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
@@ -62,7 +69,7 @@ run: bundle
 	@$(SARK) test $(BUNDLE)
 
 # Unit tests, integration tests against the real binary and component, and the Rego tests.
-test: host portability-deps cluster-deps
+test: host portability-deps cluster-deps client-deps
 	$(CARGO) test --workspace --release --exclude sark-guest --exclude sark-python
 	$(CARGO) test -p sark-guest --release
 	$(MAKE) python

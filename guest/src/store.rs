@@ -128,9 +128,9 @@ impl PolicySet {
                 return Err(not_object());
             }
         }
-        let object = node
-            .as_object_mut()
-            .map_err(|_| PolicyError::InvalidInput(format!("/{} is not an object", parents.join("/"))))?;
+        let object = node.as_object_mut().map_err(|_| {
+            PolicyError::InvalidInput(format!("/{} is not an object", parents.join("/")))
+        })?;
         match value {
             Some(v) => {
                 object.insert(Value::from(last.as_str()), v);
@@ -200,11 +200,22 @@ mod tests {
     fn written_documents_are_seen_by_the_next_evaluation() {
         let mut s = set(&["app"]);
         assert_eq!(s.evaluate("app/allow", r#"{"user":"a"}"#).unwrap(), None);
-        s.write_data(&p("users"), Some(r#"{"admins":["a"]}"#)).unwrap();
-        assert_eq!(s.evaluate("app/allow", r#"{"user":"a"}"#).unwrap().as_deref(), Some("true"));
+        s.write_data(&p("users"), Some(r#"{"admins":["a"]}"#))
+            .unwrap();
+        assert_eq!(
+            s.evaluate("app/allow", r#"{"user":"a"}"#)
+                .unwrap()
+                .as_deref(),
+            Some("true")
+        );
         s.write_data(&p("users/admins"), Some(r#"["b"]"#)).unwrap();
         assert_eq!(s.evaluate("app/allow", r#"{"user":"a"}"#).unwrap(), None);
-        assert_eq!(s.evaluate("app/allow", r#"{"user":"b"}"#).unwrap().as_deref(), Some("true"));
+        assert_eq!(
+            s.evaluate("app/allow", r#"{"user":"b"}"#)
+                .unwrap()
+                .as_deref(),
+            Some("true")
+        );
         s.write_data(&p("users"), None).unwrap();
         assert_eq!(s.evaluate("app/n", "{}").unwrap().as_deref(), Some("0"));
         // The bundle's own data is untouched.
@@ -214,11 +225,21 @@ mod tests {
     #[test]
     fn the_root_replaces_every_written_document() {
         let mut s = set(&["app"]);
-        s.write_data(&p("users"), Some(r#"{"admins":["a"]}"#)).unwrap();
+        s.write_data(&p("users"), Some(r#"{"admins":["a"]}"#))
+            .unwrap();
         s.write_data(&p("other"), Some("1")).unwrap();
-        s.write_data(&[], Some(r#"{"users":{"admins":["c"]}}"#)).unwrap();
-        assert_eq!(s.evaluate("app/allow", r#"{"user":"c"}"#).unwrap().as_deref(), Some("true"));
-        assert_eq!(s.evaluate("other", "{}").unwrap_err().kind(), "unknown_entrypoint");
+        s.write_data(&[], Some(r#"{"users":{"admins":["c"]}}"#))
+            .unwrap();
+        assert_eq!(
+            s.evaluate("app/allow", r#"{"user":"c"}"#)
+                .unwrap()
+                .as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            s.evaluate("other", "{}").unwrap_err().kind(),
+            "unknown_entrypoint"
+        );
         s.write_data(&[], None).unwrap();
         assert_eq!(s.evaluate("app/n", "{}").unwrap().as_deref(), Some("0"));
         assert_eq!(s.evaluate("app/limit", "{}").unwrap().as_deref(), Some("3"));
@@ -231,29 +252,53 @@ mod tests {
             let e = s.write_data(&p(path), Some("1")).unwrap_err();
             assert_eq!(e.kind(), "bundle_error", "{path}: {e}");
         }
-        assert_eq!(s.write_data(&[], Some(r#"{"app":1}"#)).unwrap_err().kind(), "bundle_error");
+        assert_eq!(
+            s.write_data(&[], Some(r#"{"app":1}"#)).unwrap_err().kind(),
+            "bundle_error"
+        );
         assert_eq!(s.evaluate("app/limit", "{}").unwrap().as_deref(), Some("3"));
         // No roots: the bundle owns everything.
         let mut all = set(&[]);
-        assert_eq!(all.write_data(&p("users"), Some("1")).unwrap_err().kind(), "bundle_error");
+        assert_eq!(
+            all.write_data(&p("users"), Some("1")).unwrap_err().kind(),
+            "bundle_error"
+        );
         // A nested root: its ancestor may be written around it.
         let mut nested = set(&["app/limit"]);
         nested.write_data(&p("app/users"), Some("[]")).unwrap();
         assert!(nested.write_data(&p("app"), Some("{}")).is_err());
         assert!(nested.write_data(&p("app"), None).is_err());
         // At the root, a document beside the nested root is kept with the bundle's.
-        nested.write_data(&[], Some(r#"{"app":{"users":[1]}}"#)).unwrap();
-        assert_eq!(nested.evaluate("app/users", "{}").unwrap().as_deref(), Some("[1]"));
-        assert!(nested.write_data(&[], Some(r#"{"app":{"limit":1}}"#)).is_err());
+        nested
+            .write_data(&[], Some(r#"{"app":{"users":[1]}}"#))
+            .unwrap();
+        assert_eq!(
+            nested.evaluate("app/users", "{}").unwrap().as_deref(),
+            Some("[1]")
+        );
+        assert!(
+            nested
+                .write_data(&[], Some(r#"{"app":{"limit":1}}"#))
+                .is_err()
+        );
     }
 
     #[test]
     fn bad_documents_are_refused() {
         let mut s = set(&["app"]);
-        assert_eq!(s.write_data(&p("users"), Some("{")).unwrap_err().kind(), "invalid_input");
+        assert_eq!(
+            s.write_data(&p("users"), Some("{")).unwrap_err().kind(),
+            "invalid_input"
+        );
         s.write_data(&p("users"), Some("1")).unwrap();
-        assert_eq!(s.write_data(&p("users/x"), Some("1")).unwrap_err().kind(), "invalid_input");
-        assert_eq!(s.write_data(&[], Some("[]")).unwrap_err().kind(), "invalid_input");
+        assert_eq!(
+            s.write_data(&p("users/x"), Some("1")).unwrap_err().kind(),
+            "invalid_input"
+        );
+        assert_eq!(
+            s.write_data(&[], Some("[]")).unwrap_err().kind(),
+            "invalid_input"
+        );
         // Removing what is not there is not an error.
         s.write_data(&p("nothing/here"), None).unwrap();
     }

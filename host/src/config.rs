@@ -284,9 +284,9 @@ impl Limits {
     /// documents: 16 bytes per byte of JSON (Regorus values are larger than their text),
     /// within wasm32's 4 GiB.
     pub fn data_memory_bytes(&self) -> usize {
-        self.max_data_bytes
-            .saturating_mul(16)
-            .min((4usize << 30).saturating_sub(usize::try_from(self.max_memory_mb).unwrap_or(0) << 20))
+        self.max_data_bytes.saturating_mul(16).min(
+            (4usize << 30).saturating_sub(usize::try_from(self.max_memory_mb).unwrap_or(0) << 20),
+        )
     }
 }
 

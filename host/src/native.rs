@@ -6,8 +6,8 @@ use crate::bundle::{Bundle, BundleError};
 use crate::config::Limits;
 use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
 use crate::idle_pool::IdlePool;
-use sark_guest::{BundleInfo, PolicyError, PolicySet, TestOutcome};
 use crate::store::DataStore;
+use sark_guest::{BundleInfo, PolicyError, PolicySet, TestOutcome};
 use std::sync::{Arc, Mutex};
 
 /// A bundle loaded natively. `Send + Sync`: each call takes an idle engine clone (or clones

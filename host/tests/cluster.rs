@@ -359,3 +359,89 @@ fn redis_outage_degrades_and_resyncs() {
         || percentage(&a, "wasm_engine") == 90,
     );
 }
+
+/// A config joining the cluster, with its own persistence directory.
+fn data_config(dir: &Path, redis: &Redis) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    write_config(
+        dir,
+        &format!(
+            "cluster: {{ redis_url: '{}', key_prefix: data, resync_ms: 500 }}\n\
+             persistence_directory: {}\nserver: {{ reload_poll_ms: 0 }}\n",
+            redis.url(),
+            dir.join("state").display()
+        ),
+    )
+}
+
+fn allows(s: &Server, user: &str) -> bool {
+    let (code, body) = s.post(
+        "/v1/data/example/authz/allow",
+        &json!({"input": {"user": user, "action": "write"}}).to_string(),
+    );
+    assert_eq!(code, 200, "{body}");
+    body["result"] == json!(true)
+}
+
+fn put_role(s: &Server, user: &str) {
+    let (code, body) = s.request(
+        "PUT",
+        &format!("/v1/data/users/{user}"),
+        r#"{"roles": ["admin"]}"#,
+    );
+    assert_eq!(code, 204, "{body}");
+}
+
+#[test]
+fn data_writes_reach_every_instance_within_a_second_and_a_returning_instance_resyncs() {
+    let redis = Redis::start();
+    let dir = scratch("cluster-data");
+    let bundle = dir.join("opa_api.wasm");
+    build(&fixture("opa_api"), &bundle, &[]);
+    let (cfg_a, cfg_b) = (
+        data_config(&dir.join("a"), &redis),
+        data_config(&dir.join("b"), &redis),
+    );
+    let a = start(&bundle, &cfg_a);
+    let b = start(&bundle, &cfg_b);
+    wait_connected([&a, &b]);
+    let mut seen = Vec::new();
+    for i in 0..10 {
+        let user = format!("u{i}");
+        assert!(!allows(&b, &user));
+        // Writes alternate between the instances; each is seen by the other within 1 s.
+        let (writer, reader) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        put_role(writer, &user);
+        assert!(
+            allows(writer, &user),
+            "the writer sees its own write at once"
+        );
+        seen.push(wait_for(
+            "the write on the other instance",
+            Duration::from_secs(1),
+            || allows(reader, &user),
+        ));
+    }
+    seen.sort();
+    eprintln!(
+        "write seen on the other instance: median {:?}, max {:?}",
+        seen[seen.len() / 2],
+        seen[seen.len() - 1]
+    );
+
+    // An instance that was down applies what it missed when it comes back.
+    drop(b);
+    put_role(&a, "late");
+    let (code, _) = a.request("DELETE", "/v1/data/users/u0", "");
+    assert_eq!(code, 204);
+    let b = start(&bundle, &cfg_b);
+    wait_connected([&b]);
+    assert!(allows(&b, "late"));
+    assert!(!allows(&b, "u0"));
+    assert!(allows(&b, "u1"));
+    // Both instances hold the same documents.
+    assert_eq!(
+        a.get("/v1/data/users").1["result"],
+        b.get("/v1/data/users").1["result"]
+    );
+}

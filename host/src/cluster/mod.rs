@@ -236,7 +236,11 @@ impl Cluster {
         .map_err(|e| ClusterError::Unavailable(e.to_string()))?
         .map_err(ClusterError::Unavailable)?;
         if applied > 0 {
-            tracing::debug!(applied, version = self.data.version(), "data writes applied from the cluster");
+            tracing::debug!(
+                applied,
+                version = self.data.version(),
+                "data writes applied from the cluster"
+            );
             self.metrics.cluster_data_applied(applied as u64);
         }
         Ok(applied)

@@ -137,8 +137,7 @@ impl ServiceBuilder {
             let _entered = handle.enter();
             cache.spawn_sweeper(SWEEP_INTERVAL);
             if let Some(c) = &config.cluster {
-                let joined =
-                    Arc::new(
+                let joined = Arc::new(
                     Cluster::new(c, flags.clone(), metrics.clone(), data.clone())
                         .context("cluster")?,
                 );

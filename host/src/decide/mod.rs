@@ -349,7 +349,11 @@ impl DecisionService {
         let shared = match (&cache, &self.shared) {
             (Some((_, entrypoint)), Some(store)) => Some((
                 store,
-                SharedKey::new(&self.shared_bundle_key(&route.bundle), entrypoint, &route.canonical),
+                SharedKey::new(
+                    &self.shared_bundle_key(&route.bundle),
+                    entrypoint,
+                    &route.canonical,
+                ),
             )),
             _ => None,
         };

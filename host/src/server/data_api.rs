@@ -25,7 +25,12 @@ pub(super) fn data_path(path: &str) -> DataPath {
 }
 
 fn bad_request(message: &str) -> Response {
-    opa_error(StatusCode::BAD_REQUEST, "invalid_parameter", message, vec![])
+    opa_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+        message,
+        vec![],
+    )
 }
 
 /// OPA's bundle scope check: a path a bundle owns (a root, below one, or above one) is
@@ -189,7 +194,11 @@ pub async fn patch_path(
     patch(state, path, body).await
 }
 
-async fn patch(state: Arc<AppState>, path: String, body: Result<Bytes, BytesRejection>) -> Response {
+async fn patch(
+    state: Arc<AppState>,
+    path: String,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let value = match json_value(body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -227,10 +236,7 @@ async fn patch(state: Arc<AppState>, path: String, body: Result<Bytes, BytesReje
 }
 
 /// `DELETE /v1/data/{path}`: removes the document (204; 404 when missing).
-pub async fn delete_path(
-    State(state): State<Arc<AppState>>,
-    Path(path): Path<String>,
-) -> Response {
+pub async fn delete_path(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> Response {
     let path = data_path(&path);
     if let Err(r) = check_scope(&state, &path) {
         return r;

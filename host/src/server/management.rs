@@ -85,7 +85,10 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
     let active = state.service.active();
     let m = &active.manifest;
     let reload = state.reloads.status();
-    let activation = reload.last_activation.clone().unwrap_or_else(|| ZERO_TIME.into());
+    let activation = reload
+        .last_activation
+        .clone()
+        .unwrap_or_else(|| ZERO_TIME.into());
     let mut bundle = json!({
         "name": state.bundle_name(),
         "active_revision": m.revision,
@@ -115,8 +118,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
 pub fn opa_health(state: &AppState, params: &[(String, String)]) -> Option<Response> {
     let get = |name: &str| {
         let values: Vec<&(String, String)> = params.iter().filter(|(k, _)| k == name).collect();
-        (!values.is_empty())
-            .then(|| values.iter().any(|(_, v)| flag(&Some(v.clone()))))
+        (!values.is_empty()).then(|| values.iter().any(|(_, v)| flag(&Some(v.clone()))))
     };
     let bundles = get("bundles").or_else(|| get("bundle"));
     let plugins_flag = get("plugins");
@@ -164,7 +166,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("redis://u:pw@h:6379/0"), "redis://u:***@h:6379/0");
+        assert_eq!(
+            redact_url("redis://u:pw@h:6379/0"),
+            "redis://u:***@h:6379/0"
+        );
         assert_eq!(redact_url("redis://:pw@h"), "redis://:***@h");
         assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
     }

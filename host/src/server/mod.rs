@@ -92,11 +92,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .max_input_bytes
         .saturating_add(64 * 1024);
     // Data writes carry documents up to `limits.max_data_bytes`, not an input's size.
-    let write_limit = state
-        .config
-        .limits
-        .max_data_bytes
-        .saturating_add(64 * 1024);
+    let write_limit = state.config.limits.max_data_bytes.saturating_add(64 * 1024);
     let writes = |r: MethodRouter<Arc<AppState>>| r.layer(DefaultBodyLimit::max(write_limit));
     Router::new()
         .route("/", post(opa::post_default))

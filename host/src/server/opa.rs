@@ -188,7 +188,11 @@ pub async fn post_default(
 
 /// The v0 shape: raw input in, raw value out. OPA tells a path nothing defines
 /// (`document missing`) from a rule that is undefined for this input (`document undefined`).
-fn raw_value_response(state: &AppState, path: &str, body: Result<Bytes, BytesRejection>) -> Response {
+fn raw_value_response(
+    state: &AppState,
+    path: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(e) => return body_rejected(e),

@@ -22,7 +22,11 @@ fn ast(id: &str, raw: &str, version: sark_guest::RegoVersion) -> Value {
     match sark_guest::outline(id, raw, version) {
         Ok(o) => {
             let mut path = vec![json!({"type": "var", "value": "data"})];
-            path.extend(o.package.iter().map(|k| json!({"type": "string", "value": k})));
+            path.extend(
+                o.package
+                    .iter()
+                    .map(|k| json!({"type": "string", "value": k})),
+            );
             let rules: Vec<Value> = o
                 .rules
                 .iter()
@@ -156,7 +160,12 @@ pub async fn put(
         );
     };
     if raw.trim().is_empty() {
-        return opa_error(StatusCode::BAD_REQUEST, "invalid_parameter", "empty module", vec![]);
+        return opa_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "empty module",
+            vec![],
+        );
     }
     if let Some(m) = bundle_module(&state, &id) {
         let package = sark_guest::outline(&m.path, &m.source, m.rego_version)
@@ -174,7 +183,10 @@ pub async fn put(
     if state.service.policies().get(&id).as_deref() == Some(raw.as_str()) {
         return json_text(StatusCode::OK, "{}".into());
     }
-    let modules = state.service.policies().modules_with(Some((&id, Some(&raw))));
+    let modules = state
+        .service
+        .policies()
+        .modules_with(Some((&id, Some(&raw))));
     let store = state.service.policies().clone();
     let (id2, raw2) = (id.clone(), raw.clone());
     let outcome = reload::rebuild(&state, modules, move || store.put(&id2, &raw2)).await;

@@ -122,10 +122,7 @@ pub async fn method_not_allowed() -> Response {
 
 /// OPA's path rules ahead of routing: a path ending in `/` is redirected (301) to the path
 /// without it, as OPA does (clients rely on it: `GET /v1/policies/`), and `HEAD` is 405.
-pub async fn opa_paths(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+pub async fn opa_paths(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     if req.method() == axum::http::Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED).into_response();
     }

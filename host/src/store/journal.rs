@@ -35,8 +35,9 @@ impl Journal {
     /// silently lost.
     pub(super) fn open(dir: &Path) -> anyhow::Result<(Self, Value, u64)> {
         let dir = dir.join("data");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the persistence directory {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| {
+            format!("cannot create the persistence directory {}", dir.display())
+        })?;
         let snapshot_path = dir.join("snapshot.json");
         let (mut doc, mut version, snapshot_bytes) = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
@@ -131,7 +132,9 @@ impl Journal {
                 self.snapshot_bytes = bytes;
                 self.bytes = 0;
             }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot compact the data journal; it keeps growing"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot compact the data journal; it keeps growing")
+            }
         }
     }
 
@@ -141,7 +144,8 @@ impl Journal {
             doc: doc.clone(),
         })?;
         let tmp = self.dir.join("snapshot.json.tmp");
-        let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut f =
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, self.dir.join("snapshot.json"))?;

@@ -243,7 +243,11 @@ impl DataStore {
     /// Plans `PATCH /v1/data/{path}`: the RFC 6902 `patch` applied to the document at
     /// `path` (an absent document patches as `null` only through `add` of the whole path).
     /// A patch that fails leaves everything unchanged.
-    pub fn plan_patch(&self, path: DataPath, patch: &json_patch::Patch) -> Result<Write, StoreError> {
+    pub fn plan_patch(
+        &self,
+        path: DataPath,
+        patch: &json_patch::Patch,
+    ) -> Result<Write, StoreError> {
         let s = self.read();
         check_parents(&s.doc, &path)?;
         let mut doc = match lookup(&s.doc, &path) {
@@ -305,7 +309,8 @@ impl DataStore {
             )));
         }
         let size = serde_json::to_string(value).map_or(0, |t| t.len());
-        let replaced = lookup(&s.doc, path).map_or(0, |v| serde_json::to_string(v).map_or(0, |t| t.len()));
+        let replaced =
+            lookup(&s.doc, path).map_or(0, |v| serde_json::to_string(v).map_or(0, |t| t.len()));
         let total = s.bytes.saturating_sub(replaced).saturating_add(size);
         if size > self.limits.max_bytes || total > self.limits.max_bytes {
             return Err(StoreError::TooLarge(format!(
@@ -378,7 +383,8 @@ fn display(path: &[String]) -> String {
 
 /// The document at `path` in `doc`.
 pub(crate) fn lookup<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(doc, |node, key| node.as_object()?.get(key))
+    path.iter()
+        .try_fold(doc, |node, key| node.as_object()?.get(key))
 }
 
 /// Every existing parent of `path` must be an object.
@@ -482,7 +488,10 @@ mod tests {
     }
 
     fn p(s: &str) -> DataPath {
-        s.split('/').filter(|s| !s.is_empty()).map(String::from).collect()
+        s.split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     }
 
     fn all(_: &[String]) -> bool {
@@ -493,7 +502,9 @@ mod tests {
     fn writes_commit_in_version_order_and_catch_up_incrementally() {
         let store = DataStore::in_memory(limits());
         assert_eq!(store.generation(), 0);
-        let w = store.plan_put(p("users"), json!({"alice": 1}), false).unwrap();
+        let w = store
+            .plan_put(p("users"), json!({"alice": 1}), false)
+            .unwrap();
         assert_eq!(store.commit(w).unwrap(), Some(1));
         let w = store.plan_put(p("users/bob"), json!(2), false).unwrap();
         store.commit(w).unwrap();
@@ -503,11 +514,18 @@ mod tests {
         assert_eq!(c.writes.len(), 2);
         assert_eq!(c.writes[1], (p("users/bob"), Some("2".into())));
         // Already applied: skipped.
-        let stale = Write { path: p("users"), value: None, version: 2 };
+        let stale = Write {
+            path: p("users"),
+            value: None,
+            version: 2,
+        };
         assert_eq!(store.commit(stale).unwrap(), None);
         let w = store.plan_delete(p("users/alice")).unwrap();
         store.commit(w).unwrap();
-        assert!(matches!(store.plan_delete(p("users/alice")), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.plan_delete(p("users/alice")),
+            Err(StoreError::NotFound(_))
+        ));
         assert_eq!(store.get(&p("users")), Some(json!({"bob": 2})));
     }
 
@@ -515,12 +533,16 @@ mod tests {
     fn a_far_behind_instance_gets_the_whole_tree_without_owned_paths() {
         let store = DataStore::in_memory(limits());
         for i in 0..(CHANGE_LOG + 2) {
-            let w = store.plan_put(p(&format!("k{i}")), json!(i), false).unwrap();
+            let w = store
+                .plan_put(p(&format!("k{i}")), json!(i), false)
+                .unwrap();
             store.commit(w).unwrap();
         }
         let w = store.plan_put(p("app/x"), json!(1), false).unwrap();
         store.commit(w).unwrap();
-        let c = store.changes_since(0, &|path: &[String]| path.first().map(String::as_str) != Some("k0"));
+        let c = store.changes_since(0, &|path: &[String]| {
+            path.first().map(String::as_str) != Some("k0")
+        });
         assert_eq!(c.writes.len(), 1);
         let (path, doc) = &c.writes[0];
         assert!(path.is_empty());
@@ -532,30 +554,51 @@ mod tests {
     #[test]
     fn patches_apply_atomically() {
         let store = DataStore::in_memory(limits());
-        store.commit(store.plan_put(p("users"), json!({"a": [1]}), false).unwrap()).unwrap();
+        store
+            .commit(
+                store
+                    .plan_put(p("users"), json!({"a": [1]}), false)
+                    .unwrap(),
+            )
+            .unwrap();
         let ok: json_patch::Patch = serde_json::from_value(json!([
             {"op": "add", "path": "/a/-", "value": 2},
             {"op": "add", "path": "/b", "value": {}}
-        ])).unwrap();
-        store.commit(store.plan_patch(p("users"), &ok).unwrap()).unwrap();
+        ]))
+        .unwrap();
+        store
+            .commit(store.plan_patch(p("users"), &ok).unwrap())
+            .unwrap();
         assert_eq!(store.get(&p("users")), Some(json!({"a": [1, 2], "b": {}})));
         let bad: json_patch::Patch = serde_json::from_value(json!([
             {"op": "remove", "path": "/b"},
             {"op": "test", "path": "/a/0", "value": 9}
-        ])).unwrap();
+        ]))
+        .unwrap();
         assert!(store.plan_patch(p("users"), &bad).is_err());
         assert_eq!(store.get(&p("users")), Some(json!({"a": [1, 2], "b": {}})));
-        assert!(matches!(store.plan_patch(p("nobody"), &ok), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.plan_patch(p("nobody"), &ok),
+            Err(StoreError::NotFound(_))
+        ));
         let create: json_patch::Patch =
             serde_json::from_value(json!([{"op": "add", "path": "", "value": [1]}])).unwrap();
-        store.commit(store.plan_patch(p("users/c"), &create).unwrap()).unwrap();
+        store
+            .commit(store.plan_patch(p("users/c"), &create).unwrap())
+            .unwrap();
         assert_eq!(store.get(&p("users/c")), Some(json!([1])));
-        assert!(matches!(store.plan_patch(p("none/c"), &create), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.plan_patch(p("none/c"), &create),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]
     fn limits_and_parents_are_checked() {
-        let store = DataStore::in_memory(DataLimits { max_bytes: 64, max_depth: 4 });
+        let store = DataStore::in_memory(DataLimits {
+            max_bytes: 64,
+            max_depth: 4,
+        });
         assert!(matches!(
             store.plan_put(p("a"), json!({"b": {"c": {"d": 1}}}), false),
             Err(StoreError::TooLarge(_))
@@ -564,9 +607,17 @@ mod tests {
             store.plan_put(p("a"), json!("x".repeat(100)), false),
             Err(StoreError::TooLarge(_))
         ));
-        store.commit(store.plan_put(p("a"), json!(1), false).unwrap()).unwrap();
-        assert!(matches!(store.plan_put(p("a/b"), json!(1), false), Err(StoreError::Invalid(_))));
-        assert!(matches!(store.plan_put(p("a"), json!(2), true), Err(StoreError::Exists)));
+        store
+            .commit(store.plan_put(p("a"), json!(1), false).unwrap())
+            .unwrap();
+        assert!(matches!(
+            store.plan_put(p("a/b"), json!(1), false),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.plan_put(p("a"), json!(2), true),
+            Err(StoreError::Exists)
+        ));
     }
 
     #[test]
@@ -575,9 +626,15 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         {
             let store = DataStore::open(&dir, limits()).unwrap();
-            store.commit(store.plan_put(p("users"), json!({"a": 1}), false).unwrap()).unwrap();
-            store.commit(store.plan_put(p("users/b"), json!(2), false).unwrap()).unwrap();
-            store.commit(store.plan_delete(p("users/a")).unwrap()).unwrap();
+            store
+                .commit(store.plan_put(p("users"), json!({"a": 1}), false).unwrap())
+                .unwrap();
+            store
+                .commit(store.plan_put(p("users/b"), json!(2), false).unwrap())
+                .unwrap();
+            store
+                .commit(store.plan_delete(p("users/a")).unwrap())
+                .unwrap();
         }
         let store = DataStore::open(&dir, limits()).unwrap();
         assert_eq!(store.get(&p("users")), Some(json!({"b": 2})));

@@ -37,12 +37,15 @@ impl PolicyStore {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let mut modules = BTreeMap::new();
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
             let path = entry?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let stored: Stored = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is damaged", path.display()))?;
             modules.insert(stored.id, stored.raw);
@@ -55,7 +58,10 @@ impl PolicyStore {
 
     /// `(id, source)` of every policy, sorted by id.
     pub fn list(&self) -> Vec<(String, String)> {
-        self.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The source of policy `id`.
@@ -135,7 +141,10 @@ impl PolicyStore {
 
 /// A policy's file: named by the hash of its id (ids hold `/` and any character).
 fn file_of(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!("{}.json", hex::encode(Sha256::digest(id.as_bytes()))))
+    dir.join(format!(
+        "{}.json",
+        hex::encode(Sha256::digest(id.as_bytes()))
+    ))
 }
 
 #[cfg(test)]
@@ -152,7 +161,10 @@ mod tests {
         assert!(store.remove("b").unwrap());
         assert!(!store.remove("b").unwrap());
         let again = PolicyStore::open(&dir).unwrap();
-        assert_eq!(again.list(), vec![("extra/a.rego".into(), "package extra.a\n".into())]);
+        assert_eq!(
+            again.list(),
+            vec![("extra/a.rego".into(), "package extra.a\n".into())]
+        );
         let with = again.modules_with(Some(("c", Some("package c\n"))));
         assert_eq!(with.len(), 2);
         let _ = std::fs::remove_dir_all(&dir);

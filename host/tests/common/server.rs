@@ -21,13 +21,37 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Starts `sark serve` in a fresh working directory of its own (so its default
+    /// persistence directory, `.sark`, is never shared between tests).
     pub fn start(
         bundle: &Path,
         config: Option<&Path>,
         extra: &[&str],
         token: Option<&str>,
     ) -> Server {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "sark-it/servers/{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(&dir, bundle, config, extra, token)
+    }
+
+    /// Starts `sark serve` with `dir` as its working directory (a restart in the same
+    /// directory finds the persisted data).
+    pub fn start_in(
+        dir: &Path,
+        bundle: &Path,
+        config: Option<&Path>,
+        extra: &[&str],
+        token: Option<&str>,
+    ) -> Server {
         let mut cmd = sark();
+        cmd.current_dir(dir);
         cmd.args([
             "serve",
             "--bundle",
@@ -92,6 +116,16 @@ impl Server {
             req = req.bearer_auth(t);
         }
         self.send(req)
+    }
+
+    /// A request with `method` and a raw body.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        self.send(
+            self.http
+                .request(method, format!("{}{path}", self.base))
+                .body(body.to_string()),
+        )
     }
 
     pub fn send(&self, req: reqwest::blocking::RequestBuilder) -> (u16, Value) {
