@@ -214,7 +214,7 @@ fn a_finished_bundle_refuses_a_second_payload() {
     let mut store = wasmtime::Store::new(&engine, sark::runtime::HostState::new(1 << 30));
     let instance = linker.instantiate(&mut store, &component).unwrap();
     let loader = instance
-        .get_export_index(&mut store, None, "sark:policy/loader@0.1.0")
+        .get_export_index(&mut store, None, "sark:policy/loader@0.2.0")
         .unwrap();
     let load = instance
         .get_export_index(&mut store, Some(&loader), "load")
