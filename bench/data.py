@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 
-SARK = sys.argv[1] if len(sys.argv) > 1 else "target/release/sark"
+SARK = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/release/sark")
 N = int(os.environ.get("DATA_BENCH_N", "200"))
 BIG_USERS = int(os.environ.get("DATA_BENCH_BIG_USERS", "100000"))
 
@@ -135,7 +135,14 @@ def cluster_writes(work, bundle):
                               "--save", "", "--appendonly", "no"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait("redis", lambda: socket.create_connection(("127.0.0.1", port), 0.2).close() or True)
+        def redis_up():
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait("redis", redis_up)
         extra = f"cluster: {{ redis_url: 'redis://127.0.0.1:{port}', key_prefix: bench }}\n"
         a = Instance(work, "ca", bundle, config(work, "ca", extra))
         b = Instance(work, "cb", bundle, config(work, "cb", extra))

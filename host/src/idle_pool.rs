@@ -70,6 +70,18 @@ impl<T> IdlePool<T> {
         make().inspect_err(|_| self.discard())
     }
 
+    /// The value idle the longest, checked out; `None` when none is idle (nothing is made).
+    /// Maintenance goes through the pool with it: a value checked back in goes to the other
+    /// end, so a pass over `len()` values visits each once.
+    pub fn checkout_oldest(&self) -> Option<T> {
+        let mut state = self.lock();
+        if state.idle.is_empty() {
+            return None;
+        }
+        state.out += 1;
+        Some(state.idle.remove(0))
+    }
+
     /// Gives a checked-out value back; beyond `max_idle` it is dropped.
     pub fn checkin(&self, value: T) {
         let mut state = self.lock();

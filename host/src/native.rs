@@ -87,6 +87,38 @@ impl NativePolicy {
             .unwrap_or_default()
     }
 
+    /// Brings the template and every idle engine to the store's generation, off the
+    /// request path (after a write). Returns how many engines applied something.
+    pub fn catch_up_idle(&self) -> usize {
+        if self.store.is_none() {
+            return 0;
+        }
+        if let Ok(mut template) = self.template.lock() {
+            let (t, g) = &mut *template;
+            if let Err(e) = self.catch_up(t, g) {
+                tracing::warn!(error = %e, "the native template did not apply the written data");
+            }
+        }
+        let mut applied = 0;
+        for _ in 0..self.idle.len() {
+            let Some((mut set, mut generation)) = self.idle.checkout_oldest() else {
+                break;
+            };
+            let before = generation;
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.catch_up(&mut set, &mut generation)
+            }));
+            match outcome {
+                Ok(Ok(())) => {
+                    applied += usize::from(generation != before);
+                    self.idle.checkin((set, generation));
+                }
+                _ => self.idle.discard(),
+            }
+        }
+        applied
+    }
+
     /// Brings `set` from `generation` to the store's current generation.
     fn catch_up(&self, set: &mut PolicySet, generation: &mut u64) -> Result<(), EvalError> {
         let Some(store) = &self.store else {

@@ -76,4 +76,10 @@ impl LoadedBundle {
             PathKind::Native => &self.native,
         }
     }
+
+    /// Applies the latest written documents to every idle instance and engine of both
+    /// paths (off the request path, after a write).
+    pub fn catch_up_idle(&self) -> usize {
+        self.wasm.catch_up_idle() + self.native.catch_up_idle()
+    }
 }

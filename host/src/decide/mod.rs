@@ -331,13 +331,13 @@ impl DecisionService {
         Decided { route, outcome }
     }
 
-    /// The bundle part of shared cache keys: the bundle, and the content of the written
-    /// documents when there are any (the same on every instance holding the same data).
+    /// The bundle part of shared cache keys: the bundle, and the version of the written
+    /// documents once there are any (in a cluster every instance applies the same writes in
+    /// version order, so the same version is the same documents).
     fn shared_bundle_key(&self, bundle: &LoadedBundle) -> String {
-        if self.data.is_empty() {
-            bundle.id.to_string()
-        } else {
-            format!("{}+{}", bundle.id, self.data.fingerprint())
+        match self.data.version() {
+            0 => bundle.id.to_string(),
+            v => format!("{}+data{v}", bundle.id),
         }
     }
 

@@ -200,6 +200,36 @@ impl WasmPolicy {
         self.store = Some(store);
     }
 
+    /// Brings every idle instance to the store's generation, off the request path (after a
+    /// write), so decisions do not pay for applying a large document. Returns how many
+    /// instances applied something.
+    pub fn catch_up_idle(&self) -> usize {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        let mut applied = 0;
+        for _ in 0..self.idle.len() {
+            let Some(mut instance) = self.idle.checkout_oldest() else {
+                break;
+            };
+            if instance.data_generation == store.generation() {
+                self.idle.checkin(instance);
+                continue;
+            }
+            match self.catch_up(&mut instance) {
+                Ok(()) => {
+                    applied += 1;
+                    self.idle.checkin(instance);
+                }
+                Err(e) => {
+                    self.idle.discard();
+                    tracing::warn!(error = %e, "policy instance discarded: the written data did not apply");
+                }
+            }
+        }
+        applied
+    }
+
     /// Brings `instance` to the store's current generation through the `store.write` export.
     fn catch_up(&self, instance: &mut PolicyInstance) -> Result<(), EvalError> {
         let Some(store) = &self.store else {

@@ -174,6 +174,20 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()>
             let _ = tokio::task::spawn_blocking(crate::allocator::release_free_memory).await;
         }
     });
+    // After a write, idle instances apply it in the background, so decisions do not pay
+    // for applying a large document.
+    let warm = state.service.clone();
+    let mut written = warm.data().subscribe();
+    tokio::spawn(async move {
+        while written.changed().await.is_ok() {
+            let service = warm.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let bundles = std::iter::once(service.active()).chain(service.candidate());
+                bundles.map(|b| b.catch_up_idle()).sum::<usize>()
+            })
+            .await;
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;

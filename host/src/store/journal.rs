@@ -22,6 +22,18 @@ pub(super) struct Journal {
     snapshot_bytes: u64,
 }
 
+/// One journal line: the document written at `path` (`value`, which may be `null`), or its
+/// removal (`delete`).
+#[derive(serde::Deserialize)]
+struct Record {
+    path: Vec<String>,
+    #[serde(default)]
+    value: Value,
+    #[serde(default)]
+    delete: bool,
+    version: u64,
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Snapshot {
     version: u64,
@@ -69,11 +81,12 @@ impl Journal {
                 break;
             }
             let complete = line.ends_with(b"\n");
-            match serde_json::from_slice::<Write>(&line) {
-                Ok(w) if complete => {
-                    if w.version > version {
-                        super::apply(&mut doc, &w.path, w.value);
-                        version = w.version;
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(r) if complete => {
+                    if r.version > version {
+                        let value = (!r.delete).then_some(r.value);
+                        super::apply(&mut doc, &r.path, value);
+                        version = r.version;
                     }
                     good += n as u64;
                 }
@@ -109,10 +122,20 @@ impl Journal {
         ))
     }
 
-    /// Appends `write` and syncs it to disk.
-    pub(super) fn append(&mut self, write: &Write) -> anyhow::Result<()> {
-        let mut line = serde_json::to_vec(write).context("cannot serialize the write")?;
-        line.push(b'\n');
+    /// Appends `write` (its document already serialized as `text`) and syncs it to disk.
+    pub(super) fn append(&mut self, write: &Write, text: Option<&str>) -> anyhow::Result<()> {
+        // The shape of `Write`, with the document's text spliced in.
+        let mut line = Vec::with_capacity(text.map_or(0, str::len) + 128);
+        line.extend_from_slice(b"{\"path\":");
+        serde_json::to_writer(&mut line, &write.path).context("cannot serialize the path")?;
+        match text {
+            Some(text) => {
+                line.extend_from_slice(b",\"value\":");
+                line.extend_from_slice(text.as_bytes());
+            }
+            None => line.extend_from_slice(b",\"delete\":true"),
+        }
+        line.extend_from_slice(format!(",\"version\":{}}}\n", write.version).as_bytes());
         self.file
             .write_all(&line)
             .and_then(|()| self.file.sync_data())

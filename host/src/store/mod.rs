@@ -88,12 +88,15 @@ struct State {
     generation: u64,
     /// Version of the last applied write.
     version: u64,
-    /// `(generation, path)` of the latest writes.
-    changes: VecDeque<(u64, DataPath)>,
-    /// Identity of `doc`'s content, for keys of the cache shared between instances.
-    fingerprint: Arc<str>,
+    /// The latest writes: generation, path and the document written (JSON), replayed in
+    /// order by instances that are behind.
+    changes: VecDeque<(u64, DataPath, Option<Arc<str>>)>,
+    /// Bytes of the documents in `changes`.
+    changes_bytes: usize,
     /// Serialized size of `doc`.
     bytes: usize,
+    /// The whole tree serialized, for instances too far behind, made once per generation.
+    full: Option<(u64, Arc<str>)>,
 }
 
 /// The written documents of one `sark serve` (or one embedding).
@@ -103,6 +106,8 @@ pub struct DataStore {
     /// Serializes commits; holds the journal when the store is durable.
     journal: Mutex<Option<Journal>>,
     limits: DataLimits,
+    /// The generation, announced after every commit (see [`DataStore::subscribe`]).
+    announce: tokio::sync::watch::Sender<u64>,
 }
 
 impl DataStore {
@@ -119,24 +124,31 @@ impl DataStore {
     }
 
     fn with_state(doc: Value, version: u64, journal: Option<Journal>, limits: DataLimits) -> Self {
-        let text = serde_json::to_string(&doc).unwrap_or_default();
+        let bytes = serialized_len(&doc);
         let empty = doc.as_object().is_none_or(|o| o.is_empty());
         // A restored store starts at generation 1 with no change log: every instance then
         // receives the whole tree once.
         let generation = u64::from(!empty);
         DataStore {
             state: RwLock::new(State {
-                fingerprint: fingerprint_of(&text),
-                bytes: text.len(),
+                bytes,
                 doc,
                 generation,
                 version,
                 changes: VecDeque::new(),
+                changes_bytes: 0,
+                full: None,
             }),
             generation: AtomicU64::new(generation),
             journal: Mutex::new(journal),
             limits,
+            announce: tokio::sync::watch::Sender::new(generation),
         }
+    }
+
+    /// A receiver that wakes after every commit (with the new generation).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.announce.subscribe()
     }
 
     /// The limits writes are checked against.
@@ -152,18 +164,6 @@ impl DataStore {
     /// The version of the last applied write (0: none yet).
     pub fn version(&self) -> u64 {
         self.read().version
-    }
-
-    /// An identity of the written documents' content (the same on every instance holding
-    /// the same documents), for shared cache keys.
-    pub fn fingerprint(&self) -> Arc<str> {
-        self.read().fingerprint.clone()
-    }
-
-    /// The generation and fingerprint read together.
-    pub fn identity(&self) -> (u64, Arc<str>) {
-        let s = self.read();
-        (s.generation, s.fingerprint.clone())
     }
 
     /// Number of bytes the written documents take serialized.
@@ -185,37 +185,52 @@ impl DataStore {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What an instance at `generation` applies to reach the current generation; `keep`
-    /// filters out paths the instance's bundle owns (they are never written to it).
+    /// What an instance at `generation` applies to reach the current generation: the
+    /// writes since, in order, when the log still holds them, else the whole tree at once.
+    /// `keep` filters out paths the instance's bundle owns (they are never written to it).
     pub fn changes_since(&self, generation: u64, keep: &dyn Fn(&[String]) -> bool) -> Changes {
-        let s = self.read();
-        if generation == s.generation {
-            return Changes {
-                generation,
-                writes: Vec::new(),
-            };
-        }
-        let oldest = s.changes.front().map_or(u64::MAX, |(g, _)| *g);
-        // Incremental when the log covers every generation after the instance's.
-        if generation < s.generation && generation + 1 >= oldest {
-            let mut writes: Vec<(DataPath, Option<String>)> = Vec::new();
-            for (_, path) in s.changes.iter().filter(|(g, _)| *g > generation) {
-                if !keep(path) || writes.iter().any(|(p, _)| p == path) {
-                    continue;
-                }
-                let value = lookup(&s.doc, path).map(|v| v.to_string());
-                writes.push((path.clone(), value));
+        {
+            let s = self.read();
+            if generation == s.generation {
+                return Changes {
+                    generation,
+                    writes: Vec::new(),
+                };
             }
-            return Changes {
-                generation: s.generation,
-                writes,
-            };
+            let oldest = s.changes.front().map_or(u64::MAX, |(g, _, _)| *g);
+            if generation < s.generation && generation + 1 >= oldest {
+                let writes = s
+                    .changes
+                    .iter()
+                    .filter(|(g, path, _)| *g > generation && keep(path))
+                    .map(|(_, path, text)| (path.clone(), text.as_deref().map(str::to_string)))
+                    .collect();
+                return Changes {
+                    generation: s.generation,
+                    writes,
+                };
+            }
+            if let Some((g, text)) = &s.full
+                && *g == s.generation
+                && !has_owned(&s.doc, &mut Vec::new(), keep)
+            {
+                return Changes {
+                    generation: s.generation,
+                    writes: vec![(Vec::new(), Some(text.to_string()))],
+                };
+            }
         }
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let generation = s.generation;
         let mut doc = s.doc.clone();
-        prune(&mut doc, &mut Vec::new(), keep);
+        let pruned = prune(&mut doc, &mut Vec::new(), keep);
+        let text: Arc<str> = doc.to_string().into();
+        if !pruned {
+            s.full = Some((generation, text.clone()));
+        }
         Changes {
-            generation: s.generation,
-            writes: vec![(Vec::new(), Some(doc.to_string()))],
+            generation,
+            writes: vec![(Vec::new(), Some(text.to_string()))],
         }
     }
 
@@ -332,28 +347,56 @@ impl DataStore {
         } else if write.version <= current {
             return Ok(None);
         }
+        // Serialized once: the journal line and what lagging instances replay.
+        let text: Option<Arc<str>> = write.value.as_ref().map(|v| v.to_string().into());
         if let Some(j) = journal.as_mut() {
-            j.append(&write)
+            j.append(&write, text.as_deref())
                 .map_err(|e| StoreError::Persist(format!("{e:#}")))?;
         }
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
-        apply(&mut s.doc, &write.path, write.value.clone());
+        let replaced = lookup(&s.doc, &write.path).map_or(0, serialized_len);
+        let added = text.as_ref().map_or(0, |t| t.len());
+        apply(&mut s.doc, &write.path, write.value);
+        s.bytes = (s.bytes + added).saturating_sub(replaced);
         s.version = write.version;
         s.generation += 1;
         let generation = s.generation;
-        s.changes.push_back((generation, write.path.clone()));
-        while s.changes.len() > CHANGE_LOG {
-            s.changes.pop_front();
+        s.changes_bytes += added;
+        s.changes.push_back((generation, write.path, text));
+        // The log is bounded in entries and in bytes (twice the data limit); an instance
+        // further behind gets the whole tree.
+        let max_bytes = self.limits.max_bytes.saturating_mul(2);
+        while s.changes.len() > CHANGE_LOG || (s.changes_bytes > max_bytes && s.changes.len() > 1) {
+            if let Some((_, _, t)) = s.changes.pop_front() {
+                s.changes_bytes -= t.map_or(0, |t| t.len());
+            }
         }
-        let text = serde_json::to_string(&s.doc).unwrap_or_default();
-        s.bytes = text.len();
-        s.fingerprint = fingerprint_of(&text);
+        s.full = None;
         self.generation.store(generation, Ordering::Release);
         if let Some(j) = journal.as_mut() {
             j.compact_if_needed(&s.doc, s.version);
         }
+        drop(s);
+        self.announce.send_replace(generation);
         Ok(Some(write.version))
     }
+}
+
+/// Length of `value` serialized as compact JSON, without building the text.
+fn serialized_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// What an instance of a bundle with `roots` applies to go from `generation` to the
@@ -371,10 +414,6 @@ pub fn changes_for(store: &DataStore, roots: &[String], generation: u64) -> Chan
         return changes;
     }
     store.changes_since(u64::MAX, &keep)
-}
-
-fn fingerprint_of(text: &str) -> Arc<str> {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes())).into()
 }
 
 fn display(path: &[String]) -> String {
@@ -446,21 +485,40 @@ pub(crate) fn apply(doc: &mut Value, path: &[String], value: Option<Value>) {
     }
 }
 
-/// Removes from `doc` every member whose path `keep` refuses.
-fn prune(doc: &mut Value, path: &mut Vec<String>, keep: &dyn Fn(&[String]) -> bool) {
+/// Removes from `doc` every member whose path `keep` refuses; true when any was.
+fn prune(doc: &mut Value, path: &mut Vec<String>, keep: &dyn Fn(&[String]) -> bool) -> bool {
     let Some(object) = doc.as_object_mut() else {
-        return;
+        return false;
     };
     let keys: Vec<String> = object.keys().cloned().collect();
+    let mut pruned = false;
     for key in keys {
         path.push(key.clone());
         if !keep(path) {
             object.remove(&key);
+            pruned = true;
         } else if let Some(child) = object.get_mut(&key) {
-            prune(child, path, keep);
+            pruned |= prune(child, path, keep);
         }
         path.pop();
     }
+    pruned
+}
+
+/// Whether `doc` has a member whose path `keep` refuses.
+fn has_owned(doc: &Value, path: &mut Vec<String>, keep: &dyn Fn(&[String]) -> bool) -> bool {
+    let Some(object) = doc.as_object() else {
+        return false;
+    };
+    for (key, child) in object {
+        path.push(key.clone());
+        let owned = !keep(path) || has_owned(child, path, keep);
+        path.pop();
+        if owned {
+            return true;
+        }
+    }
+    false
 }
 
 /// Nesting depth of `value` (a scalar is 1), counted up to `cap`.
@@ -635,10 +693,18 @@ mod tests {
             store
                 .commit(store.plan_delete(p("users/a")).unwrap())
                 .unwrap();
+            store
+                .commit(store.plan_put(p("nothing"), Value::Null, false).unwrap())
+                .unwrap();
         }
         let store = DataStore::open(&dir, limits()).unwrap();
         assert_eq!(store.get(&p("users")), Some(json!({"b": 2})));
-        assert_eq!(store.version(), 3);
+        assert_eq!(
+            store.get(&p("nothing")),
+            Some(Value::Null),
+            "a null document is not a removal"
+        );
+        assert_eq!(store.version(), 4);
         assert_eq!(store.generation(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
