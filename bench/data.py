@@ -183,12 +183,19 @@ def big_document(work, bundle):
         dt_put, _ = timed(lambda: s.request("PUT", "/v1/data/users", text))
         first = [timed(lambda: s.allows(f"user-{i:06d}", "first"))[0] for i in range(8)]
         steady = [timed(lambda: s.allows(f"user-{(i * 7919) % BIG_USERS:06d}", f"s{i}"))[0] for i in range(N)]
+        patch = json.dumps([{"op": "add", "path": "/newcomer", "value": {"roles": ["admin"]}}])
+        dt_patch, (status, _) = timed(lambda: s.request("PATCH", "/v1/data/users", patch))
+        assert status == 204
+        dt_after, seen = timed(lambda: s.allows("newcomer"))
+        assert seen
         results[path] = (statistics.median(small), statistics.median(steady))
         print(f"  {path}: PUT of the 10 MB document {dt_put * 1000:.0f} ms; first decisions after it "
               f"(each pooled instance applies it once): {summary(first)}")
         print(f"  {path}: decisions with 100 users: {summary(small)}")
         print(f"  {path}: decisions with {BIG_USERS} users: {summary(steady)}; "
               f"ratio of medians {results[path][1] / results[path][0]:.2f}")
+        print(f"  {path}: PATCH of one user into it {dt_patch * 1000:.1f} ms, the next decision "
+              f"(saw it) {dt_after * 1000:.2f} ms")
         s.stop()
 
 

@@ -133,6 +133,7 @@ impl ServiceBuilder {
             // A long-running service fills its pools now, not on its first requests.
             for bundle in std::iter::once(&active).chain(&candidate) {
                 bundle.wasm.prewarm();
+                bundle.catch_up_idle();
             }
             let _entered = handle.enter();
             cache.spawn_sweeper(SWEEP_INTERVAL);

@@ -112,6 +112,8 @@ impl DecisionService {
             policies,
         )?;
         loaded.wasm.prewarm();
+        // The written documents too: the first decisions on the new bundle do not apply them.
+        loaded.catch_up_idle();
         Ok(loaded)
     }
 

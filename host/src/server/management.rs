@@ -29,6 +29,7 @@ pub async fn config(State(state): State<Arc<AppState>>) -> Response {
     {
         config["cluster"]["redis_url"] = Value::String(url);
     }
+    config["persistence_directory"] = json!(state.config.persistence_dir());
     config["labels"] = labels(&state);
     json_text(StatusCode::OK, json!({"result": config}).to_string())
 }

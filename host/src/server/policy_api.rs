@@ -131,14 +131,34 @@ fn compile_errors(e: &PolicyError, status: StatusCode, code: &str) -> Response {
     )
 }
 
-/// Whether the bundle owns `package` (keys below `data`): inside or above one of its roots.
+/// Whether a loaded bundle (the active one, or the canary's candidate) owns `package` (keys
+/// below `data`): inside or above one of its roots.
 fn package_owned(state: &AppState, package: &[String]) -> bool {
     use crate::evaluator::Evaluator;
-    let active = state.service.active();
-    let roots = &active.wasm.info().roots;
-    roots.is_empty()
-        || sark_guest::owned_by_roots(roots, package)
-        || sark_guest::ancestor_of_root(roots, package)
+    std::iter::once(state.service.active())
+        .chain(state.service.candidate())
+        .any(|b| {
+            let roots = &b.wasm.info().roots;
+            roots.is_empty()
+                || sark_guest::owned_by_roots(roots, package)
+                || sark_guest::ancestor_of_root(roots, package)
+        })
+}
+
+/// A written document at, below or above `package`, whose keys its rules would collide with.
+fn data_overlap(state: &AppState, package: &[String]) -> Option<String> {
+    let data = state.service.data();
+    (0..=package.len())
+        .map(|n| &package[..n])
+        .find(|prefix| {
+            !prefix.is_empty()
+                && match data.get(prefix) {
+                    Some(serde_json::Value::Object(_)) => prefix.len() == package.len(),
+                    Some(_) => true,
+                    None => false,
+                }
+        })
+        .map(|p| p.join("/"))
 }
 
 /// `PUT /v1/policies/{id}`: creates or replaces a module (200 `{}`).
@@ -179,6 +199,17 @@ pub async fn put(
     };
     if package_owned(&state, &outline.package) {
         return owned(&state, &outline.package);
+    }
+    if let Some(path) = data_overlap(&state, &outline.package) {
+        return opa_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            &format!(
+                "package {} conflicts with the document written at /{path}",
+                outline.package.join(".")
+            ),
+            vec![],
+        );
     }
     if state.service.policies().get(&id).as_deref() == Some(raw.as_str()) {
         return json_text(StatusCode::OK, "{}".into());

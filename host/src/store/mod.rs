@@ -60,8 +60,8 @@ pub enum StoreError {
     /// The document (or a parent) does not exist (OPA's `resource_not_found`).
     #[error("storage_not_found_error: {0}")]
     NotFound(String),
-    /// A parent is not an object, or the patch does not apply (OPA's `invalid_patch`-like
-    /// storage errors, answered 400).
+    /// A parent is not an object, or the patch does not apply (answered 404
+    /// `resource_conflict`, OPA's `storage_write_conflict_error`).
     #[error("{0}")]
     Invalid(String),
     /// Over a limit (size, depth).
@@ -265,35 +265,76 @@ impl DataStore {
     ) -> Result<Write, StoreError> {
         let s = self.read();
         check_parents(&s.doc, &path)?;
-        let mut doc = match lookup(&s.doc, &path) {
-            Some(v) => v.clone(),
-            None if path.is_empty() => Value::Object(Default::default()),
+        let not_found = || StoreError::NotFound("document does not exist".into());
+        let target = lookup(&s.doc, &path);
+        if target.is_none() && !path.is_empty() {
             // A missing document can only be created whole (`add` at the patch's root),
             // inside an existing parent, as in OPA (a patch never creates parents).
-            None if lookup(&s.doc, &path[..path.len() - 1]).is_some_and(Value::is_object)
-                && matches!(patch.0.first(), Some(json_patch::PatchOperation::Add(op)) if op.path.is_root()) =>
-            {
+            let creates = lookup(&s.doc, &path[..path.len() - 1]).is_some_and(Value::is_object)
+                && matches!(patch.0.first(), Some(json_patch::PatchOperation::Add(op)) if op.path.is_root());
+            if !creates {
+                return Err(not_found());
+            }
+        }
+        let empty = Value::Object(Default::default());
+        let original = target.unwrap_or(if path.is_empty() {
+            &empty
+        } else {
+            &Value::Null
+        });
+        // The write covers only what the patch touches — the deepest path every operation
+        // is under — so a one-key patch of a large document copies, journals, shares and
+        // applies that key, not the document. The operations are re-rooted there.
+        let mut touched = common_prefix(patch.0.iter().flat_map(|op| touched_by(op, original)));
+        // One removal of a member: the write is the removal itself.
+        if let [json_patch::PatchOperation::Remove(r)] = patch.0.as_slice()
+            && r.path.tokens().count() == touched.len()
+            && !touched.is_empty()
+        {
+            if lookup(original, &touched).is_none() {
+                return Err(not_found());
+            }
+            let mut full = path;
+            full.extend(touched);
+            return Ok(Write {
+                path: full,
+                value: None,
+                version: 0,
+            });
+        }
+        // Otherwise a removal is written at its parent (the patch removes a member of it).
+        if patch.0.iter().any(|op| {
+            matches!(op, json_patch::PatchOperation::Remove(r)
+                if r.path.tokens().count() == touched.len())
+        }) {
+            touched.pop();
+        }
+        let ops = reroot(&patch.0, touched.len()).map_err(StoreError::Invalid)?;
+        let mut doc = match lookup(original, &touched) {
+            Some(v) => v.clone(),
+            // Only an `add` creates a member.
+            None if matches!(ops.first(), Some(json_patch::PatchOperation::Add(op)) if op.path.is_root()) => {
                 Value::Null
             }
-            None => {
-                return Err(StoreError::NotFound("document does not exist".into()));
-            }
+            None => return Err(not_found()),
         };
-        json_patch::patch(&mut doc, &patch.0).map_err(|e| {
+        json_patch::patch(&mut doc, &ops).map_err(|e| {
             if matches!(e.kind, json_patch::PatchErrorKind::InvalidPointer) {
-                StoreError::NotFound("document does not exist".into())
+                not_found()
             } else {
                 StoreError::Invalid(format!("{}: {e}", display(&path)))
             }
         })?;
-        if path.is_empty() && !doc.is_object() {
+        if path.is_empty() && touched.is_empty() && !doc.is_object() {
             return Err(StoreError::Invalid(
                 "the data document must stay an object".into(),
             ));
         }
-        self.check_limits(&s, &path, &doc)?;
+        let mut full = path;
+        full.extend(touched);
+        self.check_limits(&s, &full, &doc)?;
         Ok(Write {
-            path,
+            path: full,
             value: Some(doc),
             version: 0,
         })
@@ -373,13 +414,94 @@ impl DataStore {
         }
         s.full = None;
         self.generation.store(generation, Ordering::Release);
+        drop(s);
+        // Folding the journal serializes the tree: under the read lock, so instances keep
+        // catching up meanwhile (commits wait on the journal).
         if let Some(j) = journal.as_mut() {
+            let s = self.read();
             j.compact_if_needed(&s.doc, s.version);
         }
-        drop(s);
         self.announce.send_replace(generation);
         Ok(Some(write.version))
     }
+}
+
+/// The keys an operation writes, below the document patched (`original`, before the
+/// patch): its pointer, cut where it enters an array (arrays are written whole) or below a
+/// member `original` lacks. `test` writes nothing.
+fn touched_by(op: &json_patch::PatchOperation, original: &Value) -> Vec<Vec<String>> {
+    use json_patch::PatchOperation as Op;
+    let pointers: Vec<&json_patch::jsonptr::Pointer> = match op {
+        Op::Add(o) => vec![&o.path],
+        Op::Remove(o) => vec![&o.path],
+        Op::Replace(o) => vec![&o.path],
+        Op::Move(o) => vec![&o.from, &o.path],
+        Op::Copy(o) => vec![&o.path],
+        Op::Test(_) => vec![],
+    };
+    pointers
+        .into_iter()
+        .map(|pointer| {
+            let tokens: Vec<String> = pointer.tokens().map(|t| t.decoded().into_owned()).collect();
+            let mut keys = Vec::new();
+            let mut node = Some(original);
+            for key in &tokens {
+                // Members of objects only: an array is written whole, and below a missing
+                // member the operation writes that member.
+                let Some(object) = node.and_then(Value::as_object) else {
+                    break;
+                };
+                keys.push(key.clone());
+                node = object.get(key);
+            }
+            keys
+        })
+        .collect()
+}
+
+/// `ops` with the first `depth` keys of every pointer removed (they name the document the
+/// patch is applied to).
+fn reroot(
+    ops: &[json_patch::PatchOperation],
+    depth: usize,
+) -> Result<Vec<json_patch::PatchOperation>, String> {
+    if depth == 0 {
+        return Ok(ops.to_vec());
+    }
+    let cut = |pointer: &Value| -> Value {
+        let text = pointer.as_str().unwrap_or("");
+        let rest: Vec<&str> = text.split('/').skip(1 + depth).collect();
+        Value::String(rest.iter().map(|t| format!("/{t}")).collect())
+    };
+    ops.iter()
+        .map(|op| {
+            let mut v = serde_json::to_value(op).map_err(|e| e.to_string())?;
+            for field in ["path", "from"] {
+                if let Some(p) = v.get(field) {
+                    let p = cut(p);
+                    v[field] = p;
+                }
+            }
+            serde_json::from_value(v).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// The longest prefix shared by every path (empty when there are none).
+fn common_prefix(paths: impl Iterator<Item = Vec<String>>) -> Vec<String> {
+    let mut prefix: Option<Vec<String>> = None;
+    for path in paths {
+        prefix = Some(match prefix {
+            None => path,
+            Some(p) => p
+                .into_iter()
+                .zip(path)
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect(),
+        });
+    }
+    prefix.unwrap_or_default()
 }
 
 /// Length of `value` serialized as compact JSON, without building the text.
@@ -649,6 +771,56 @@ mod tests {
             store.plan_patch(p("none/c"), &create),
             Err(StoreError::NotFound(_))
         ));
+        // A patch writes only what it touches.
+        let one: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "add", "path": "/c~1d", "value": {"x": 1}},
+            {"op": "add", "path": "/c~1d/y", "value": 2}
+        ]))
+        .unwrap();
+        let w = store.plan_patch(p("users"), &one).unwrap();
+        assert_eq!(w.path, vec!["users".to_string(), "c/d".to_string()]);
+        assert_eq!(w.value, Some(json!({"x": 1, "y": 2})));
+        store.commit(w).unwrap();
+        let into_array: json_patch::Patch =
+            serde_json::from_value(json!([{"op": "add", "path": "/a/0", "value": 0}])).unwrap();
+        let w = store.plan_patch(p("users"), &into_array).unwrap();
+        assert_eq!(
+            (&w.path, &w.value),
+            (&p("users/a"), &Some(json!([0, 1, 2])))
+        );
+        let remove: json_patch::Patch =
+            serde_json::from_value(json!([{"op": "remove", "path": "/b"}])).unwrap();
+        let w = store.plan_patch(p("users"), &remove).unwrap();
+        assert_eq!((&w.path, &w.value), (&p("users/b"), &None));
+        store.commit(w).unwrap();
+        assert!(matches!(
+            store.plan_patch(p("users"), &remove),
+            Err(StoreError::NotFound(_))
+        ));
+        let replace_missing: json_patch::Patch =
+            serde_json::from_value(json!([{"op": "replace", "path": "/zz", "value": 1}])).unwrap();
+        assert!(matches!(
+            store.plan_patch(p("users"), &replace_missing),
+            Err(StoreError::NotFound(_))
+        ));
+        let two: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "remove", "path": "/c~1d/x"},
+            {"op": "replace", "path": "/c~1d/y", "value": 3}
+        ]))
+        .unwrap();
+        let w = store.plan_patch(p("users"), &two).unwrap();
+        assert_eq!(
+            (&w.path, &w.value),
+            (
+                &vec!["users".to_string(), "c/d".to_string()],
+                &Some(json!({"y": 3}))
+            )
+        );
+        store.commit(w).unwrap();
+        assert_eq!(
+            store.get(&p("users")),
+            Some(json!({"a": [1, 2], "c": [1], "c/d": {"y": 3}}))
+        );
     }
 
     #[test]
