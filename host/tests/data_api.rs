@@ -234,6 +234,17 @@ fn writes_the_bundle_owns_or_that_are_malformed_are_refused_as_opa_does() {
     assert_eq!(allow(&s, "alice", "write").0, json!(true));
     let (c, b) = s.request("DELETE", "/v1/data/nothing/here", "");
     refused(c, &b, 404, "resource_not_found", "document does not exist");
+    // Every write is counted, refusals apart.
+    let m = s.metrics();
+    for line in [
+        r#"data_api_writes_total{operation="put",result="refused"}"#,
+        r#"data_api_writes_total{operation="put",result="ok"}"#,
+        r#"data_api_writes_total{operation="patch",result="refused"}"#,
+        r#"data_api_writes_total{operation="delete",result="refused"}"#,
+    ] {
+        assert!(m.contains(line), "{line} missing:\n{m}");
+    }
+    assert!(m.contains("data_documents_bytes "), "{m}");
 }
 
 #[test]

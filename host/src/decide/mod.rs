@@ -28,7 +28,7 @@ pub enum DataWriteError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     /// The cluster could not publish it: no instance applied it.
-    #[error("the write was not applied on any instance: {0}")]
+    #[error("the cluster did not take the write: {0}")]
     Cluster(crate::cluster::ClusterError),
     /// Published to the cluster, but this instance could not apply it yet (it will on its
     /// next resync).
@@ -238,6 +238,8 @@ impl DecisionService {
 
     /// Prometheus text exposition of every metric.
     pub fn metrics_text(&self) -> String {
+        self.metrics
+            .data_state(self.data.bytes(), self.data.version());
         self.metrics
             .encode(Some(self.cache.stats()), &self.flags.all())
     }

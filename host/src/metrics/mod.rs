@@ -103,6 +103,9 @@ pub struct Metrics {
     cluster_connected: Gauge,
     cluster_updates: Family<Labels, Counter>,
     cluster_data_writes: Counter,
+    data_writes: Family<Labels, Counter>,
+    data_bytes: Gauge,
+    data_version: Gauge,
     live: [LiveWindow; 2],
 }
 
@@ -220,6 +223,24 @@ impl Metrics {
             "Rollout changes applied from the cluster, by source (local, pubsub, resync)",
             cluster_updates.clone(),
         );
+        let data_writes: Family<Labels, Counter> = Family::default();
+        registry.register(
+            "data_api_writes",
+            "Writes through the data API (PUT, PATCH, DELETE /v1/data), by operation and result (ok, refused, error)",
+            data_writes.clone(),
+        );
+        let data_bytes = Gauge::default();
+        registry.register(
+            "data_documents_bytes",
+            "Serialized size of the documents written through the data API",
+            data_bytes.clone(),
+        );
+        let data_version = Gauge::default();
+        registry.register(
+            "data_version",
+            "Version of the last applied data write (the same on every instance of a cluster once applied)",
+            data_version.clone(),
+        );
         let cluster_data_writes = Counter::default();
         registry.register(
             "cluster_data_writes_applied",
@@ -299,6 +320,9 @@ impl Metrics {
             cluster_connected,
             cluster_updates,
             cluster_data_writes,
+            data_writes,
+            data_bytes,
+            data_version,
             live: [LiveWindow::new(), LiveWindow::new()],
             registry,
         }
@@ -400,6 +424,25 @@ impl Metrics {
         self.reloads
             .get_or_create(&vec![("result", result.to_string())])
             .inc();
+    }
+
+    /// Records a data API write (`operation` put | patch | delete; `result` ok | refused |
+    /// error).
+    pub fn data_write(&self, operation: &str, result: &str) {
+        self.data_writes
+            .get_or_create(&vec![
+                ("operation", operation.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Sets the size and version of the written documents (read when metrics are encoded).
+    pub fn data_state(&self, bytes: usize, version: u64) {
+        self.data_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.data_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
     }
 
     /// Records a shadow disagreement of the candidate bundle.

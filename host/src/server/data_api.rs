@@ -104,6 +104,17 @@ fn store_error(err: StoreError) -> Response {
     }
 }
 
+/// Counts a write's answer by operation and result (`ok`, `refused`, `error`).
+fn counted(state: &AppState, operation: &str, response: Response) -> Response {
+    let result = match response.status().as_u16() {
+        200..=399 => "ok",
+        400..=499 => "refused",
+        _ => "error",
+    };
+    state.service.metrics().data_write(operation, result);
+    response
+}
+
 async fn commit(state: &AppState, write: Result<Write, StoreError>) -> Response {
     let write = match write {
         Ok(w) => w,
@@ -112,10 +123,12 @@ async fn commit(state: &AppState, write: Result<Write, StoreError>) -> Response 
     match state.service.commit_data(write).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(DataWriteError::Store(e)) => store_error(e),
+        // Nothing was applied here; when Redis timed out it may still have run the write,
+        // which then reaches every instance (the client retries an idempotent PUT).
         Err(DataWriteError::Cluster(e)) => opa_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "internal_error",
-            &format!("the write was not applied: {e}"),
+            &format!("the cluster did not confirm the write: {e}"),
             vec![],
         ),
         Err(e @ DataWriteError::NotYetApplied(_)) => opa_error(
@@ -133,7 +146,8 @@ pub async fn put_root(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    put(state, String::new(), headers, body).await
+    let response = put(state.clone(), String::new(), headers, body).await;
+    counted(&state, "put", response)
 }
 
 /// `PUT /v1/data/{path}`: creates or replaces the document (204); with `If-None-Match: *`
@@ -144,7 +158,8 @@ pub async fn put_path(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    put(state, path, headers, body).await
+    let response = put(state.clone(), path, headers, body).await;
+    counted(&state, "put", response)
 }
 
 async fn put(
@@ -164,6 +179,9 @@ async fn put(
     let if_none_match = headers
         .get("if-none-match")
         .is_some_and(|v| v.as_bytes() == b"*");
+    // Planned and committed under one lock: on this instance a write is planned on the
+    // documents every earlier write left (no lost update between two patches).
+    let _serial = state.data_writes.lock().await;
     let write = state.service.data().plan_put(path, value, if_none_match);
     commit(&state, write).await
 }
@@ -182,7 +200,8 @@ pub async fn patch_root(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    patch(state, String::new(), body).await
+    let response = patch(state.clone(), String::new(), body).await;
+    counted(&state, "patch", response)
 }
 
 /// `PATCH /v1/data/{path}`: a JSON Patch applied to the document, all or nothing (204).
@@ -191,7 +210,8 @@ pub async fn patch_path(
     Path(path): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    patch(state, path, body).await
+    let response = patch(state.clone(), path, body).await;
+    counted(&state, "patch", response)
 }
 
 async fn patch(
@@ -231,16 +251,26 @@ async fn patch(
     if let Err(r) = check_scope(&state, &path) {
         return r;
     }
+    // Planned and committed under one lock: on this instance a write is planned on the
+    // documents every earlier write left (no lost update between two patches).
+    let _serial = state.data_writes.lock().await;
     let write = state.service.data().plan_patch(path, &patch);
     commit(&state, write).await
 }
 
 /// `DELETE /v1/data/{path}`: removes the document (204; 404 when missing).
 pub async fn delete_path(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> Response {
-    let path = data_path(&path);
-    if let Err(r) = check_scope(&state, &path) {
+    let response = delete(&state, &path).await;
+    counted(&state, "delete", response)
+}
+
+async fn delete(state: &AppState, path: &str) -> Response {
+    let path = data_path(path);
+    if let Err(r) = check_scope(state, &path) {
         return r;
     }
+    // Planned and committed under one lock, like every write on this instance.
+    let _serial = state.data_writes.lock().await;
     let write = state.service.data().plan_delete(path);
-    commit(&state, write).await
+    commit(state, write).await
 }

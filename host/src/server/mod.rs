@@ -43,6 +43,8 @@ pub struct AppState {
     pub reloads: reload::Reloader,
     /// This instance's id (OPA's `labels.id`), new at every start.
     pub instance_id: String,
+    /// Serializes data writes on this instance, from planning to commit.
+    pub data_writes: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             verification_key,
             reloads,
             instance_id: uuid::Uuid::new_v4().to_string(),
+            data_writes: tokio::sync::Mutex::new(()),
         }
     }
 

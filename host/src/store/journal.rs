@@ -180,3 +180,68 @@ impl Journal {
         Ok(bytes.len() as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sark-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn write(j: &mut Journal, key: &str, v: u64) {
+        let w = Write {
+            path: vec![key.into()],
+            value: Some(json!(v)),
+            version: v,
+        };
+        j.append(&w, Some(&v.to_string())).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_other_damage_refuses_to_start() {
+        let d = dir("torn");
+        let (mut j, _, _) = Journal::open(&d).unwrap();
+        write(&mut j, "a", 1);
+        write(&mut j, "b", 2);
+        drop(j);
+        let path = d.join("data/journal.jsonl");
+        // A crash in the middle of the third append.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"path":["c"],"val"#).unwrap();
+        drop(f);
+        let (j, doc, version) = Journal::open(&d).unwrap();
+        assert_eq!((doc, version), (json!({"a": 1, "b": 2}), 2));
+        drop(j);
+        // The torn line is gone: the next append starts on a fresh line.
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with("}\n"));
+        // Damage before the last line: refuse rather than drop acknowledged writes.
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replacen("\"a\"", "\"a", 1);
+        std::fs::write(&path, text).unwrap();
+        let err = Journal::open(&d)
+            .err()
+            .expect("a damaged journal is refused");
+        assert!(format!("{err:#}").contains("damaged"), "{err:#}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn compaction_folds_the_journal_into_the_snapshot() {
+        let d = dir("compact");
+        let (mut j, _, _) = Journal::open(&d).unwrap();
+        write(&mut j, "a", 1);
+        j.bytes = COMPACT_MIN_BYTES;
+        j.compact_if_needed(&json!({"a": 1}), 1);
+        assert_eq!(j.bytes, 0);
+        write(&mut j, "b", 2);
+        drop(j);
+        let (_, doc, version) = Journal::open(&d).unwrap();
+        assert_eq!((doc, version), (json!({"a": 1, "b": 2}), 2));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
