@@ -105,6 +105,18 @@ pub struct ServerConfig {
     pub gateway_entrypoint: String,
     /// Entrypoint of `/api/v1/gateway/authorize-a2a`. Default `data.mcp.a2a.decision`.
     pub a2a_entrypoint: String,
+    /// Longest wait for a request's head, counted from the connection's start or from the
+    /// previous response (so it is also the idle keep-alive timeout), in ms. Default 10,000:
+    /// a client sends its head at once; a connection that trickles it (slowloris) or sits idle
+    /// is closed after this and frees its slot.
+    pub header_timeout_ms: u64,
+    /// Longest wait for a request's whole body once its head arrived, in ms; past it, 408.
+    /// Default 10,000: a 1 MiB input arrives in milliseconds on any working network.
+    pub body_timeout_ms: u64,
+    /// Connections served at once; one more is closed on accept. Default 10,000: far below
+    /// the file descriptors a production process is given, far above what a gateway's pool
+    /// of keep-alive connections needs.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +128,9 @@ impl Default for ServerConfig {
             reload_poll_ms: 1000,
             gateway_entrypoint: "data.mcp.gateway.decision".into(),
             a2a_entrypoint: "data.mcp.a2a.decision".into(),
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_connections: 10_000,
         }
     }
 }
@@ -372,6 +387,15 @@ impl Config {
         }
         if self.limits.native_timeout_ms == 0 {
             return Err("limits.native_timeout_ms must be at least 1".into());
+        }
+        for (name, v) in [
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            ("server.body_timeout_ms", self.server.body_timeout_ms),
+            ("server.max_connections", self.server.max_connections as u64),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
         }
         if self.limits.max_data_bytes == 0 {
             return Err("limits.max_data_bytes must be at least 1".into());

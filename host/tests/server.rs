@@ -768,3 +768,114 @@ fn signed_bundles_only_with_a_verification_key() {
     assert!(body.to_string().contains("not signed"), "{body}");
     assert_eq!(revision(&s), "signed");
 }
+
+/// Reads `conn` until the server closes it (EOF or reset) or `within` passes; true when it
+/// closed.
+fn closed_within(conn: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        conn.set_read_timeout(Some(left)).unwrap();
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn slow_idle_and_excess_connections_are_closed_while_decisions_go_on() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let dir = scratch("server-connection-hygiene");
+    let cfg = write_config(
+        &dir,
+        "server: { header_timeout_ms: 700, body_timeout_ms: 500, max_connections: 40, reload_poll_ms: 0 }\n",
+    );
+    let s = Server::start(example_bundle(), Some(&cfg), &[], None);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let decide = || {
+        s.post(
+            "/v1/data/mcp/gateway/decision",
+            &json!({"input": sample("developer-create-issue.json")}).to_string(),
+        )
+        .0
+    };
+    assert_eq!(decide(), 200);
+
+    // Slowloris: half a request head each, then nothing.
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.write_all(b"POST /v1/data/mcp/gateway/decision HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    // Decisions are answered meanwhile.
+    assert_eq!(decide(), 200);
+    let started = Instant::now();
+    for c in &mut slow {
+        assert!(
+            closed_within(c, Duration::from_secs(5)),
+            "a slowloris connection stayed open"
+        );
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+
+    // An idle keep-alive connection is closed after the same timeout.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(closed_within(&mut idle, Duration::from_secs(5)));
+
+    // A body that does not arrive: 408 within the body timeout, then the connection closes.
+    let mut body = TcpStream::connect(&addr).unwrap();
+    body.write_all(
+        b"POST /v1/data/mcp/gateway/decision HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"in",
+    )
+    .unwrap();
+    let t = Instant::now();
+    let mut answer = Vec::new();
+    use std::io::Read;
+    body.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = body.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("server.body_timeout_ms"), "{answer}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+
+    // Past max_connections, a new connection is closed at once; the others stay served.
+    let mut held: Vec<TcpStream> = (0..45)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let excess = held
+        .iter_mut()
+        .filter_map(|c| closed_within(c, Duration::from_millis(150)).then_some(()))
+        .count();
+    assert!(
+        excess >= 5,
+        "{excess} of 45 connections were refused with 40 slots"
+    );
+    drop(held);
+    // Once the slots are free again, decisions go on.
+    let again = Instant::now();
+    while decide() != 200 {
+        assert!(again.elapsed() < Duration::from_secs(5));
+    }
+}

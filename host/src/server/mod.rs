@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod connections;
 mod data_api;
 mod gateway;
 mod management;
@@ -97,6 +98,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Data writes carry documents up to `limits.max_data_bytes`, not an input's size.
     let write_limit = state.config.limits.max_data_bytes.saturating_add(64 * 1024);
     let writes = |r: MethodRouter<Arc<AppState>>| r.layer(DefaultBodyLimit::max(write_limit));
+    // Bodies are read within the body timeout, up to the largest route limit.
+    let body_timeout = std::time::Duration::from_millis(state.config.server.body_timeout_ms);
+    let body_cap = body_limit.max(write_limit);
     Router::new()
         .route("/", post(opa::post_default))
         .route(
@@ -150,6 +154,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(respond::not_found)
         .method_not_allowed_fallback(respond::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            connections::body_deadline(body_timeout, body_cap, req, next)
+        }))
         .layer(axum::middleware::from_fn(respond::opa_paths))
         .with_state(state)
 }
@@ -191,9 +198,8 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()>
             .await;
         }
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let config = state.config.server.clone();
+    connections::serve(listener, router(state), &config, shutdown).await?;
     tracing::info!("sark serve stopped");
     Ok(())
 }
