@@ -60,6 +60,7 @@ impl PolicyError {
         let message = format!("{err:#}");
         if err.downcast_ref::<regorus::LimitError>().is_some()
             || message.contains("limit exceeded")
+            || message.contains("exceeded time limit")
             || message.contains("exceeded the maximum")
         {
             PolicyError::LimitExceeded(message)

@@ -284,6 +284,12 @@ pub struct Limits {
     /// interpreter is several times slower than the component's precompiled programs, so it
     /// gets more room than `eval_timeout_ms`.
     pub native_timeout_ms: u64,
+    /// The budget of one decision, in ms, from its lookup to its answer: the component's
+    /// deadline and a native fallback after it share it (the fallback gets only what is
+    /// left), and a decision routed to the native path gets at most this. Default 500: a
+    /// decision costs at most half a second of CPU whatever it meets, and a slow policy's
+    /// fallback still gets 400 ms after the component's 100.
+    pub request_timeout_ms: u64,
     /// Largest serialized size of the documents written through the data API (`PUT`/`PATCH
     /// /v1/data`): of one write's document, and of all of them together. Default 64 MiB:
     /// role assignments and tool registries of a large organisation fit; every instance
@@ -313,6 +319,7 @@ impl Default for Limits {
             max_input_bytes: 1 << 20,
             max_string_bytes: 64 << 10,
             native_timeout_ms: 1000,
+            request_timeout_ms: 500,
             max_data_bytes: 64 << 20,
             max_data_depth: 64,
         }
@@ -384,6 +391,9 @@ impl Config {
         }
         if self.limits.max_string_bytes == 0 {
             return Err("limits.max_string_bytes must be at least 1".into());
+        }
+        if self.limits.request_timeout_ms == 0 {
+            return Err("limits.request_timeout_ms must be at least 1".into());
         }
         if self.limits.native_timeout_ms == 0 {
             return Err("limits.native_timeout_ms must be at least 1".into());

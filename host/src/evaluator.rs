@@ -120,6 +120,14 @@ pub trait Evaluator: Send + Sync {
     fn info(&self) -> &BundleInfo;
     /// Evaluates an entrypoint with a JSON input; `Ok(None)` is undefined.
     fn evaluate(&self, entrypoint: &str, input_json: &str) -> Result<Option<String>, EvalError>;
+    /// [`Self::evaluate`] in at most `budget` (what is left of the request's budget): a
+    /// time limit shorter than the path's own applies.
+    fn evaluate_within(
+        &self,
+        entrypoint: &str,
+        input_json: &str,
+        budget: std::time::Duration,
+    ) -> Result<Option<String>, EvalError>;
     /// Evaluates an ad-hoc query; returns the result set as JSON.
     fn query(&self, query: &str, input_json: &str) -> Result<String, EvalError>;
     /// Runs the bundle's `test_*` rules.

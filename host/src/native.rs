@@ -190,16 +190,45 @@ impl Evaluator for NativePolicy {
     }
 
     fn evaluate(&self, entrypoint: &str, input_json: &str) -> Result<Option<String>, EvalError> {
+        self.evaluate_within(
+            entrypoint,
+            input_json,
+            std::time::Duration::from_millis(self.limits.native_timeout_ms),
+        )
+    }
+
+    fn evaluate_within(
+        &self,
+        entrypoint: &str,
+        input_json: &str,
+        budget: std::time::Duration,
+    ) -> Result<Option<String>, EvalError> {
         check_input_size(&self.limits, input_json)?;
-        self.with_set(|s| s.evaluate(entrypoint, input_json))
+        let limit = budget
+            .min(std::time::Duration::from_millis(
+                self.limits.native_timeout_ms,
+            ))
+            .max(std::time::Duration::from_millis(1));
+        self.with_set(|s| {
+            s.set_time_limit(limit);
+            s.evaluate(entrypoint, input_json)
+        })
     }
 
     fn query(&self, query: &str, input_json: &str) -> Result<String, EvalError> {
         check_input_size(&self.limits, input_json)?;
-        self.with_set(|s| s.query(query, input_json))
+        let limit = std::time::Duration::from_millis(self.limits.native_timeout_ms);
+        self.with_set(|s| {
+            s.set_time_limit(limit);
+            s.query(query, input_json)
+        })
     }
 
     fn run_tests(&self, filter: Option<&str>) -> Result<Vec<TestOutcome>, EvalError> {
-        self.with_set(|s| s.run_tests(filter))
+        let limit = std::time::Duration::from_millis(self.limits.native_timeout_ms);
+        self.with_set(|s| {
+            s.set_time_limit(limit);
+            s.run_tests(filter)
+        })
     }
 }

@@ -31,6 +31,7 @@ fn deadline_on_the_component_falls_back_to_native() {
     let mut config = Config::default();
     config.limits.eval_timeout_ms = 2;
     config.limits.native_timeout_ms = 20_000;
+    config.limits.request_timeout_ms = 30_000;
     let s = failures(&config);
     let d = s
         .decide(&DecisionRequest::new("failures/slow", None))
@@ -449,4 +450,33 @@ fn string_interpolation_formats_values_and_undefined_parts_as_opa_does() {
     req.force_path = Some(PathKind::Wasm);
     let err = s.decide(&req).unwrap_err();
     assert!(err.to_string().contains("must produce one"), "{err}");
+}
+
+#[test]
+fn a_fallback_gets_only_what_is_left_of_the_request_budget() {
+    // The component's deadline, then the native fallback, all within one budget: the
+    // native path's own (long) limit never applies past the request's.
+    let mut config = Config::default();
+    config.limits.eval_timeout_ms = 50;
+    config.limits.native_timeout_ms = 20_000;
+    config.limits.request_timeout_ms = 300;
+    let s = service(build(&fixture("hostile"), "h1"), &config);
+    for path in [None, Some(PathKind::Native)] {
+        let mut req = DecisionRequest::new("hostile/spin", None);
+        req.force_path = path;
+        let t = std::time::Instant::now();
+        let e = s.decide(&req).unwrap_err();
+        let took = t.elapsed();
+        assert!(
+            took < std::time::Duration::from_millis(1500),
+            "{path:?}: {took:?} for a 300 ms budget"
+        );
+        assert!(
+            matches!(
+                e,
+                EvalError::Policy(PolicyError::LimitExceeded(_)) | EvalError::Deadline { .. }
+            ),
+            "{path:?}: a time limit is a limit error: {e:?}"
+        );
+    }
 }

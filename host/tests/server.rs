@@ -474,7 +474,7 @@ fn comparison_counts_fallbacks_and_each_miss_once() {
     let config = write_config(
         &dir,
         &format!(
-            "limits: {{ eval_timeout_ms: 2, native_timeout_ms: 20000 }}
+            "limits: {{ eval_timeout_ms: 2, native_timeout_ms: 20000, request_timeout_ms: 30000 }}
 decision_log: {{ enabled: true, output: {:?} }}
 ",
             log.display().to_string()

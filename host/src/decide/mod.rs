@@ -372,12 +372,16 @@ impl DecisionService {
         // Evaluators take the input as JSON text; the canonical form is that text.
         let input_json = std::str::from_utf8(&route.canonical).unwrap_or("");
         let target = route.req.target;
+        // One budget for the whole decision: the fallback gets what the component left.
+        let deadline = route.started + Duration::from_millis(self.limits.request_timeout_ms);
+        let left = || deadline.saturating_duration_since(Instant::now());
         let (result, meta, used, fallback_from) = match run(
             Some(&self.metrics),
             &route.bundle,
             route.path,
             target,
             input_json,
+            Some(left()),
         ) {
             Ok((r, meta)) => (r, meta, route.path, None),
             Err(e)
@@ -394,6 +398,11 @@ impl DecisionService {
                     return Err(e);
                 }
                 let kind = e.kind();
+                let budget = left();
+                if budget.is_zero() {
+                    // Nothing left of the request's budget: the component's error stands.
+                    return Err(e);
+                }
                 tracing::warn!(target = target.as_str(), error = %e, "component failed; evaluating on the native path");
                 self.metrics.fallback(WASM_ENGINE, kind);
                 let (r, meta) = run(
@@ -402,6 +411,7 @@ impl DecisionService {
                     PathKind::Native,
                     target,
                     input_json,
+                    Some(budget),
                 )?;
                 (r, meta, PathKind::Native, Some(kind))
             }
@@ -439,11 +449,15 @@ fn run(
     path: PathKind,
     target: Target<'_>,
     input_json: &str,
+    budget: Option<Duration>,
 ) -> Result<(Option<String>, DecisionMeta), EvalError> {
     let t = Instant::now();
     let evaluator = bundle.evaluator(path);
     let r = match target {
-        Target::Entrypoint(entrypoint) => evaluator.evaluate(entrypoint, input_json),
+        Target::Entrypoint(entrypoint) => match budget {
+            Some(budget) => evaluator.evaluate_within(entrypoint, input_json, budget),
+            None => evaluator.evaluate(entrypoint, input_json),
+        },
         Target::Query(query) => evaluator.query(query, input_json).map(Some),
     };
     let elapsed = t.elapsed();

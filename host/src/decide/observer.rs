@@ -84,6 +84,7 @@ impl Shadow {
             PathKind::Wasm,
             target,
             &self.input_json,
+            None,
         )
         .map(|(result, _)| result)
         .map_err(|e| e.to_string());

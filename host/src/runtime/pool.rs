@@ -276,10 +276,7 @@ impl WasmPolicy {
 
     /// The evaluation deadline in epoch ticks.
     fn deadline_ticks(&self) -> u64 {
-        let tick_ms = u64::try_from(super::EPOCH_TICK.as_millis())
-            .unwrap_or(1)
-            .max(1);
-        self.limits.eval_timeout_ms.div_ceil(tick_ms)
+        ticks_of(self.limits.eval_timeout_ms)
     }
 
     /// Fills the idle pool to its bound with new instances, so that the first evaluations
@@ -350,6 +347,18 @@ impl WasmPolicy {
             &EvaluatorCore,
         ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, EvalError> {
+        self.with_instance_within(self.limits.eval_timeout_ms, call)
+    }
+
+    /// [`Self::with_instance`] under a deadline of `timeout_ms` (at most the configured one).
+    fn with_instance_within<T>(
+        &self,
+        timeout_ms: u64,
+        call: impl FnOnce(
+            &mut Store<HostState>,
+            &EvaluatorCore,
+        ) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Result<T, EvalError> {
         let mut instance = self.idle.checkout(|| self.instantiate())?;
         instance.store.data_mut().memory_cap_hit = false;
         if let Err(e) = self.catch_up(&mut instance) {
@@ -357,7 +366,10 @@ impl WasmPolicy {
             tracing::warn!(error = %e, "policy instance discarded: the written data did not apply");
             return Err(e);
         }
-        instance.store.set_epoch_deadline(self.deadline_ticks());
+        let timeout_ms = timeout_ms.clamp(1, self.limits.eval_timeout_ms);
+        instance
+            .store
+            .set_epoch_deadline(ticks_of(timeout_ms).min(self.deadline_ticks()));
         let outcome = call(&mut instance.store, &instance.bindings);
         match outcome {
             Ok(result) => {
@@ -374,7 +386,10 @@ impl WasmPolicy {
             }
             Err(trap) => {
                 self.idle.discard();
-                let err = self.trap_error(&instance.store, &trap);
+                let err = match self.trap_error(&instance.store, &trap) {
+                    EvalError::Deadline { .. } => EvalError::Deadline { timeout_ms },
+                    other => other,
+                };
                 tracing::warn!(error = %err, "policy instance discarded after a trap");
                 Err(err)
             }
@@ -417,6 +432,20 @@ impl Evaluator for WasmPolicy {
         })
     }
 
+    fn evaluate_within(
+        &self,
+        entrypoint: &str,
+        input_json: &str,
+        budget: std::time::Duration,
+    ) -> Result<Option<String>, EvalError> {
+        check_input_size(&self.limits, input_json)?;
+        let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        self.with_instance_within(ms, |store, b| {
+            b.sark_policy_evaluator()
+                .call_evaluate(store, entrypoint, input_json)
+        })
+    }
+
     fn query(&self, query: &str, input_json: &str) -> Result<String, EvalError> {
         check_input_size(&self.limits, input_json)?;
         self.with_instance(|store, b| {
@@ -440,6 +469,14 @@ impl Evaluator for WasmPolicy {
             })
             .collect())
     }
+}
+
+/// `ms` in epoch ticks, rounded up.
+fn ticks_of(ms: u64) -> u64 {
+    let tick_ms = u64::try_from(super::EPOCH_TICK.as_millis())
+        .unwrap_or(1)
+        .max(1);
+    ms.div_ceil(tick_ms)
 }
 
 /// One line for a trap: its cause, and the innermost evaluator function when known
