@@ -85,6 +85,7 @@ bench: bundle cluster-deps python-wheel
 	bench/load.sh
 	python3 bench/cluster.py $(SARK) $(BUNDLE)
 	python3 bench/data.py $(SARK)
+	python3 bench/slowloris.py $(SARK) $(BUNDLE)
 	python3 bench/edit.py $(SARK) policies
 	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
 	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --ignore-requires-python -r bench/requirements-opa.txt
