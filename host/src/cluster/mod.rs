@@ -156,20 +156,26 @@ impl Cluster {
         }
     }
 
+    /// `Unavailable`, with why the connection was lost, unless connected and subscribed.
+    fn require_connected(&self) -> Result<(), ClusterError> {
+        if self.is_connected() {
+            return Ok(());
+        }
+        let why = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_error
+            .clone()
+            .unwrap_or_default();
+        Err(ClusterError::Unavailable(why))
+    }
+
     /// Writes rollout changes to Redis and announces them; every instance (this one
     /// included) applies them. Refused, with nothing written, while Redis is unreachable:
     /// a change that reached only some instances would split the users between paths.
     pub async fn publish(&self, changes: &BTreeMap<String, Feature>) -> Result<(), ClusterError> {
-        if !self.is_connected() {
-            let why = self
-                .status
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .last_error
-                .clone()
-                .unwrap_or_default();
-            return Err(ClusterError::Unavailable(why));
-        }
+        self.require_connected()?;
         let mut pipe = redis::pipe();
         pipe.atomic();
         for (name, feature) in changes {
@@ -189,16 +195,7 @@ impl Cluster {
     /// instance applies it with [`Cluster::catch_up_data`]. Refused, with nothing written,
     /// while Redis is unreachable.
     pub async fn publish_data(&self, write: &Write) -> Result<u64, ClusterError> {
-        if !self.is_connected() {
-            let why = self
-                .status
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .last_error
-                .clone()
-                .unwrap_or_default();
-            return Err(ClusterError::Unavailable(why));
-        }
+        self.require_connected()?;
         let mut conn = self.commands();
         let cmd = data::write_cmd(self.prefix(), write);
         let version: u64 = tokio::time::timeout(WRITE_TIMEOUT, cmd.query_async(&mut conn))

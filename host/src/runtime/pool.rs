@@ -425,11 +425,8 @@ impl Evaluator for WasmPolicy {
     }
 
     fn evaluate(&self, entrypoint: &str, input_json: &str) -> Result<Option<String>, EvalError> {
-        check_input_size(&self.limits, input_json)?;
-        self.with_instance(|store, b| {
-            b.sark_policy_evaluator()
-                .call_evaluate(store, entrypoint, input_json)
-        })
+        let deadline = std::time::Duration::from_millis(self.limits.eval_timeout_ms);
+        self.evaluate_within(entrypoint, input_json, deadline)
     }
 
     fn evaluate_within(

@@ -39,14 +39,14 @@ fn bad_request(message: &str) -> Response {
 /// package, whose rules the document would collide with.
 pub(super) fn check_scope(state: &AppState, path: &[String]) -> Result<(), Response> {
     let name = state.bundle_name();
+    if path.is_empty() {
+        return Err(bad_request(
+            "can't write to document root with bundle roots configured",
+        ));
+    }
     let bundles = std::iter::once(state.service.active()).chain(state.service.candidate());
     for bundle in bundles {
         let roots = &bundle.wasm.info().roots;
-        if path.is_empty() {
-            return Err(bad_request(
-                "can't write to document root with bundle roots configured",
-            ));
-        }
         if roots.is_empty() || roots.iter().any(|r| r.trim_matches('/').is_empty()) {
             return Err(bad_request(&format!("all paths owned by bundle {name:?}")));
         }

@@ -98,9 +98,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Data writes carry documents up to `limits.max_data_bytes`, not an input's size.
     let write_limit = state.config.limits.max_data_bytes.saturating_add(64 * 1024);
     let writes = |r: MethodRouter<Arc<AppState>>| r.layer(DefaultBodyLimit::max(write_limit));
-    // Bodies are read within the body timeout, up to the largest route limit.
+    // Bodies are read within the body timeout, up to the limit of their kind: only the
+    // writes (`PUT`, `PATCH`) carry documents larger than an input.
     let body_timeout = std::time::Duration::from_millis(state.config.server.body_timeout_ms);
-    let body_cap = body_limit.max(write_limit);
+    let body_cap = move |method: &axum::http::Method| match *method {
+        axum::http::Method::PUT | axum::http::Method::PATCH => write_limit.max(body_limit),
+        _ => body_limit,
+    };
     Router::new()
         .route("/", post(opa::post_default))
         .route(
@@ -154,9 +158,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(respond::not_found)
         .method_not_allowed_fallback(respond::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            connections::body_deadline(body_timeout, body_cap, req, next)
-        }))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next| {
+                let cap = body_cap(req.method());
+                connections::body_deadline(body_timeout, cap, req, next)
+            },
+        ))
         .layer(axum::middleware::from_fn(respond::opa_paths))
         .with_state(state)
 }

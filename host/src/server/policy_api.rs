@@ -100,6 +100,37 @@ fn bundle_module(state: &AppState, id: &str) -> Option<sark_guest::ModuleSource>
         })
 }
 
+/// The refusal of a change to a bundle module: its package is the bundle's.
+fn refuse_bundle_module(state: &AppState, id: &str) -> Option<Response> {
+    let m = bundle_module(state, id)?;
+    let package = sark_guest::outline(&m.path, &m.source, m.rego_version)
+        .map(|o| o.package)
+        .unwrap_or_default();
+    Some(owned(state, &package))
+}
+
+/// The answer to a change of the run-time policies: 200 `{}`, a compile error of the whole
+/// set as 400 `compile_code`, anything else 500.
+fn rebuilt(outcome: Result<(), reload::RebuildError>, compile_code: &str) -> Response {
+    match outcome {
+        Ok(()) => json_text(StatusCode::OK, "{}".into()),
+        Err(reload::RebuildError::Compile(message)) => compile_errors(
+            &PolicyError::Compile {
+                message,
+                location: None,
+            },
+            StatusCode::BAD_REQUEST,
+            compile_code,
+        ),
+        Err(reload::RebuildError::Other(m)) => opa_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            &m,
+            vec![],
+        ),
+    }
+}
+
 fn owned(state: &AppState, package: &[String]) -> Response {
     opa_error(
         StatusCode::BAD_REQUEST,
@@ -187,11 +218,8 @@ pub async fn put(
             vec![],
         );
     }
-    if let Some(m) = bundle_module(&state, &id) {
-        let package = sark_guest::outline(&m.path, &m.source, m.rego_version)
-            .map(|o| o.package)
-            .unwrap_or_default();
-        return owned(&state, &package);
+    if let Some(refused) = refuse_bundle_module(&state, &id) {
+        return refused;
     }
     let outline = match sark_guest::outline(&id, &raw, sark_guest::RegoVersion::V1) {
         Ok(o) => o,
@@ -221,32 +249,13 @@ pub async fn put(
     let store = state.service.policies().clone();
     let (id2, raw2) = (id.clone(), raw.clone());
     let outcome = reload::rebuild(&state, modules, move || store.put(&id2, &raw2)).await;
-    match outcome {
-        Ok(()) => json_text(StatusCode::OK, "{}".into()),
-        Err(reload::RebuildError::Compile(m)) => compile_errors(
-            &PolicyError::Compile {
-                message: m,
-                location: None,
-            },
-            StatusCode::BAD_REQUEST,
-            "invalid_parameter",
-        ),
-        Err(reload::RebuildError::Other(m)) => opa_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            &m,
-            vec![],
-        ),
-    }
+    rebuilt(outcome, "invalid_parameter")
 }
 
 /// `DELETE /v1/policies/{id}`: removes a module put at run time (200 `{}`).
 pub async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    if let Some(m) = bundle_module(&state, &id) {
-        let package = sark_guest::outline(&m.path, &m.source, m.rego_version)
-            .map(|o| o.package)
-            .unwrap_or_default();
-        return owned(&state, &package);
+    if let Some(refused) = refuse_bundle_module(&state, &id) {
+        return refused;
     }
     if state.service.policies().get(&id).is_none() {
         return not_found(&id);
@@ -255,22 +264,6 @@ pub async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     let store = state.service.policies().clone();
     let id2 = id.clone();
     let outcome = reload::rebuild(&state, modules, move || store.remove(&id2).map(drop)).await;
-    match outcome {
-        Ok(()) => json_text(StatusCode::OK, "{}".into()),
-        // The remaining modules do not compile without it (another depends on it).
-        Err(reload::RebuildError::Compile(m)) => compile_errors(
-            &PolicyError::Compile {
-                message: m,
-                location: None,
-            },
-            StatusCode::BAD_REQUEST,
-            "invalid_operation",
-        ),
-        Err(reload::RebuildError::Other(m)) => opa_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            &m,
-            vec![],
-        ),
-    }
+    // A compile error: the remaining modules do not compile without it (one depends on it).
+    rebuilt(outcome, "invalid_operation")
 }

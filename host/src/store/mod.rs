@@ -40,7 +40,7 @@ pub struct DataLimits {
 }
 
 /// One committed write: the document now at `path`, or its removal.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Write {
     /// Where.
     pub path: DataPath,
@@ -79,7 +79,7 @@ pub struct Changes {
     pub generation: u64,
     /// `(path, document JSON or None)` in order; the empty path replaces every written
     /// document at once.
-    pub writes: Vec<(DataPath, Option<String>)>,
+    pub writes: Vec<(DataPath, Option<Arc<str>>)>,
 }
 
 struct State {
@@ -203,7 +203,7 @@ impl DataStore {
                     .changes
                     .iter()
                     .filter(|(g, path, _)| *g > generation && keep(path))
-                    .map(|(_, path, text)| (path.clone(), text.as_deref().map(str::to_string)))
+                    .map(|(_, path, text)| (path.clone(), text.clone()))
                     .collect();
                 return Changes {
                     generation: s.generation,
@@ -216,7 +216,7 @@ impl DataStore {
             {
                 return Changes {
                     generation: s.generation,
-                    writes: vec![(Vec::new(), Some(text.to_string()))],
+                    writes: vec![(Vec::new(), Some(text.clone()))],
                 };
             }
         }
@@ -230,7 +230,7 @@ impl DataStore {
         }
         Changes {
             generation,
-            writes: vec![(Vec::new(), Some(text.to_string()))],
+            writes: vec![(Vec::new(), Some(text))],
         }
     }
 
