@@ -50,9 +50,11 @@ client-deps:
 	@test -x $(PY_VENV)/bin/python || python3 -m venv $(PY_VENV)
 	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r host/tests/clients/python/requirements.txt
 
-# redis-server for the cluster tests (they start their own on ephemeral loopback ports).
+# redis-server for the cluster tests and docker-registry for the OCI tests (they start their
+# own on ephemeral loopback ports).
 cluster-deps:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@command -v docker-registry >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-registry >/dev/null; }
 
 bundle: host
 	@mkdir -p $(dir $(BUNDLE))
@@ -86,6 +88,7 @@ bench: bundle cluster-deps python-wheel
 	python3 bench/cluster.py $(SARK) $(BUNDLE)
 	python3 bench/data.py $(SARK)
 	python3 bench/slowloris.py $(SARK) $(BUNDLE)
+	python3 bench/logs.py $(SARK) $(BUNDLE)
 	python3 bench/edit.py $(SARK) policies
 	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
 	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --ignore-requires-python -r bench/requirements-opa.txt

@@ -44,7 +44,7 @@ pub fn app_state() -> &'static Arc<sark::server::AppState> {
         Arc::new(sark::server::AppState::new(
             build(),
             config(),
-            "/nonexistent".into(),
+            sark::server::BundleOrigin::File("/nonexistent".into()),
             None,
         ))
     })

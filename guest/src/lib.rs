@@ -21,6 +21,10 @@ mod tokens;
 mod component;
 
 pub use builtins::names as extension_builtins;
+/// Compact JWS verification with the JWT builtins' keys and algorithms (OPA bundle signatures).
+pub mod jws {
+    pub use crate::builtins::{VerifiedJws, unverified_header, verify_compact};
+}
 pub use desugar::{MetadataBlock, metadata_blocks};
 pub use error::{Location, PolicyError};
 pub use outline::{Outline, outline};

@@ -1,7 +1,11 @@
 //! The YAML configuration (`--config sark.yaml`). Every key is optional; unknown keys are
 //! rejected with a message that names them. Defaults live here and nowhere else.
 
+use crate::management::config::{
+    BundleSource, DecisionLogsConfig, KeyConfig, Management, Services, StatusConfig,
+};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The whole configuration file.
@@ -25,6 +29,18 @@ pub struct Config {
     /// the data API and the policies put through the policy API. Default `.sark` in the
     /// working directory.
     pub persistence_directory: Option<std::path::PathBuf>,
+    /// OPA's `services`: bundle services and log and status collectors.
+    pub services: Services,
+    /// OPA's `bundles`: the bundle downloaded from a service (sark serves one).
+    pub bundles: BTreeMap<String, BundleSource>,
+    /// OPA's `keys`: the keys bundle signatures are verified with.
+    pub keys: BTreeMap<String, KeyConfig>,
+    /// OPA's `decision_logs`: decision events uploaded to a service and/or printed.
+    pub decision_logs: Option<DecisionLogsConfig>,
+    /// OPA's `status`: status reports uploaded to a service.
+    pub status: Option<StatusConfig>,
+    /// OPA's `labels`: added to this instance's labels (status, decision events).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -37,6 +53,12 @@ impl Default for Config {
             cluster: None,
             default_decision: "/system/main".into(),
             persistence_directory: None,
+            services: Services::default(),
+            bundles: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            decision_logs: None,
+            status: None,
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -47,6 +69,17 @@ impl Config {
         crate::store::DataLimits {
             max_bytes: self.limits.max_data_bytes,
             max_depth: self.limits.max_data_depth,
+        }
+    }
+
+    /// OPA's management sections, to check or to start the management plane from.
+    pub fn management(&self) -> Management<'_> {
+        Management {
+            services: &self.services,
+            bundles: &self.bundles,
+            keys: &self.keys,
+            decision_logs: self.decision_logs.as_ref(),
+            status: self.status.as_ref(),
         }
     }
 
@@ -435,6 +468,7 @@ impl Config {
         if self.limits.max_memory_mb > 4096 {
             return Err("limits.max_memory_mb must be at most 4096".into());
         }
+        self.management().validate()?;
         match &self.cluster {
             None if self.features.decision_cache.shared => {
                 return Err(

@@ -12,6 +12,8 @@
 //! - [`idle_pool`]: the bounded pool of reusable instances, engines and connections.
 //! - [`config`]: the YAML configuration and its defaults.
 //! - [`store`]: documents written at run time (OPA's data API), durable and shared.
+//! - [`management`]: OPA's management plane: bundles from a service, decision logs and
+//!   status uploaded.
 //! - [`server`]: `sark serve`, the HTTP decision point.
 //! - [`cli`]: the `sark` command line, one file per command.
 
@@ -28,6 +30,7 @@ pub mod decision_log;
 pub mod evaluator;
 pub mod flags;
 pub mod idle_pool;
+pub mod management;
 pub mod metrics;
 pub mod native;
 pub mod runtime;

@@ -16,6 +16,7 @@ mod graphql;
 mod graphql_print;
 mod interpolation;
 mod jwt;
+pub use jwt::{VerifiedJws, unverified_header, verify_compact};
 mod keys;
 mod misc;
 mod net;

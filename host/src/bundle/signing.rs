@@ -74,6 +74,12 @@ pub fn read_verification_key(path: &Path) -> Result<VerifyingKey, KeyError> {
     })
 }
 
+/// Parses an SPKI PEM public key given as text (e.g. OPA's `keys.<id>.key`).
+pub fn parse_verification_key(pem: &str) -> Result<VerifyingKey, String> {
+    VerifyingKey::from_public_key_pem(pem)
+        .map_err(|e| format!("not an Ed25519 public key in PEM form ({e})"))
+}
+
 /// Writes a new key pair: the private key at `path` (mode 0600) and the public key at
 /// `path.pub`. Returns the public key's path.
 pub fn generate(path: &Path) -> Result<PathBuf, KeyError> {

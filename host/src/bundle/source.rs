@@ -75,54 +75,20 @@ impl SourceSet {
 
     fn read_tar_gz(path: &Path) -> Result<Self, BuildError> {
         let file = std::fs::File::open(path).map_err(|e| BuildError::io(path, e))?;
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-        let mut set = SourceSet::default();
-        let entries = archive.entries().map_err(|e| {
-            BuildError::Source(format!("{}: not a .tar.gz bundle: {e}", path.display()))
-        })?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| {
-                BuildError::Source(format!("{}: corrupt archive: {e}", path.display()))
-            })?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let name = entry
-                .path()
-                .map_err(|e| {
-                    BuildError::Source(format!("{}: bad entry name: {e}", path.display()))
-                })?
-                .into_owned();
-            let mut parts = Vec::new();
-            for c in name.components() {
-                match c {
-                    Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-                    Component::CurDir | Component::RootDir => {}
-                    _ => {
-                        return Err(BuildError::Source(format!(
-                            "{}: entry {} escapes the bundle root",
-                            path.display(),
-                            name.display()
-                        )));
-                    }
-                }
-            }
-            let rel = parts.join("/");
-            if !wanted(&rel) || is_hidden(parent_of(&rel)) {
-                continue;
-            }
-            if entry.size() > MAX_FILE_BYTES {
-                return Err(BuildError::Source(format!(
-                    "{rel} is larger than {MAX_FILE_BYTES} bytes"
-                )));
-            }
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(|e| {
-                BuildError::Source(format!("{}: reading {rel}: {e}", path.display()))
-            })?;
-            set.files.insert(rel, bytes);
+        let files = tar_gz_files(file, MAX_FILE_BYTES)
+            .map_err(|e| BuildError::Source(format!("{}: {e}", path.display())))?;
+        Ok(Self::from_files(files))
+    }
+
+    /// The policy set among `files` (every file of an OPA bundle, by path): its policies,
+    /// data and manifest, without hidden directories.
+    pub fn from_files(files: BTreeMap<String, Vec<u8>>) -> Self {
+        SourceSet {
+            files: files
+                .into_iter()
+                .filter(|(rel, _)| wanted(rel) && !is_hidden(parent_of(rel)))
+                .collect(),
         }
-        Ok(set)
     }
 
     /// Hex sha-256 over every file in path order: for each, the path's UTF-8 bytes, a zero
@@ -150,6 +116,50 @@ impl SourceSet {
             })
             .collect()
     }
+}
+
+/// Every regular file of an OPA bundle `.tar.gz` read from `reader`, by `/`-separated path
+/// relative to the bundle root (a leading `/` or `./` is dropped). Refuses entries that
+/// escape the root, files larger than `max_file_bytes`, and a corrupt archive.
+pub fn tar_gz_files(
+    reader: impl Read,
+    max_file_bytes: u64,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let mut files = BTreeMap::new();
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a .tar.gz bundle: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("corrupt archive: {e}"))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry
+            .path()
+            .map_err(|e| format!("bad entry name: {e}"))?
+            .into_owned();
+        let mut parts = Vec::new();
+        for c in name.components() {
+            match c {
+                Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+                Component::CurDir | Component::RootDir => {}
+                _ => return Err(format!("entry {} escapes the bundle root", name.display())),
+            }
+        }
+        let rel = parts.join("/");
+        if entry.size() > max_file_bytes {
+            return Err(format!("{rel} is larger than {max_file_bytes} bytes"));
+        }
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("reading {rel}: {e}"))?;
+        if files.insert(rel.clone(), bytes).is_some() {
+            return Err(format!("{rel} appears twice in the archive"));
+        }
+    }
+    Ok(files)
 }
 
 include!(concat!(env!("OUT_DIR"), "/example_policies.rs"));

@@ -8,6 +8,7 @@ mod eval;
 mod health;
 mod inspect;
 mod keygen;
+mod push;
 mod serve;
 mod test;
 
@@ -48,6 +49,8 @@ enum Command {
     Conformance(conformance::Args),
     /// Serve decisions over HTTP (OPA-compatible API, gateway API, admin API, metrics).
     Serve(serve::Args),
+    /// Push a bundle (.wasm, or an OPA .tar.gz) to an OCI registry as a one-layer artifact.
+    Push(push::Args),
     /// Load a bundle and evaluate every entrypoint with an empty input on both paths.
     HealthCheck(health::Args),
 }
@@ -63,6 +66,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Bench(args) => args.run(),
         Command::Conformance(args) => args.run(),
         Command::Serve(args) => args.run(),
+        Command::Push(args) => args.run(),
         Command::HealthCheck(args) => args.run(),
     }
 }

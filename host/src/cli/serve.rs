@@ -12,9 +12,10 @@ use std::sync::Arc;
 /// Serve decisions over HTTP (OPA-compatible API, gateway API, admin API, metrics).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Bundle file (reloaded when it changes, on SIGHUP, or by the admin API).
+    /// Bundle file (reloaded when it changes, on SIGHUP, or by the admin API). Not needed
+    /// when the configuration has a `bundles` section (the bundle comes from a service).
     #[arg(long)]
-    bundle: PathBuf,
+    bundle: Option<PathBuf>,
     /// Configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -41,7 +42,18 @@ impl Args {
             .unwrap_or(&config.server.addr)
             .parse()
             .context("invalid listen address")?;
-        let bundle = Bundle::read_verified(&self.bundle, key.as_ref())?;
+        let remote = remote_bundle(&config, key)?;
+        let bundle = match (&self.bundle, &remote) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "--bundle and the configuration's `bundles` section both name the bundle: use one"
+            ),
+            (None, None) => {
+                anyhow::bail!("no bundle: give --bundle <file>, or a `bundles` section in --config")
+            }
+            (Some(path), None) => Some(Bundle::read_verified(path, key.as_ref())?),
+            // Started from the persisted bundle, else from the service's first delivery.
+            (None, Some(remote)) => remote.load_persisted(),
+        };
         let candidate = match &self.candidate_bundle {
             Some(path) => Some(
                 Bundle::read_verified(path, key.as_ref())
@@ -75,39 +87,145 @@ impl Args {
                 dir.display()
             );
         }
-        runtime.block_on(async move {
-            let service = ServiceBuilder::new(&config)
-                .data_store(data)
-                .policy_store(Arc::new(policies))
-                .state_file(config.server.state_file.clone())
-                .candidate(candidate)
+        let policies = Arc::new(policies);
+        let mut candidate = candidate;
+        let builder_config = config.clone();
+        let bundle_name = match (&remote, &self.bundle) {
+            (Some(r), _) => r.name().to_string(),
+            (None, Some(path)) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "sark".into()),
+            (None, None) => "sark".into(),
+        };
+        // Assembles the decision service around the first bundle (here, or when the bundle
+        // service delivers it).
+        let build = move |bundle: Bundle| -> Result<crate::decide::DecisionService> {
+            let service = ServiceBuilder::new(&builder_config)
+                .bundle_name(bundle_name.clone())
+                .data_store(data.clone())
+                .policy_store(policies.clone())
+                .state_file(builder_config.server.state_file.clone())
+                .candidate(candidate.take())
                 .background(tokio::runtime::Handle::current())
                 .build(bundle)?;
-            if let Some(c) = service.candidate() {
-                eprintln!(
-                    "policy canary: candidate {} ({:?} mode)",
-                    c.id,
-                    service.canary_mode()
-                );
+            announce(&service, &builder_config);
+            Ok(service)
+        };
+        runtime.block_on(async move {
+            match (remote, bundle) {
+                (Some(remote), initial) => {
+                    let start = crate::server::RemoteStart {
+                        remote,
+                        initial,
+                        config,
+                        verification_key: key,
+                        build: Box::new(build),
+                    };
+                    crate::server::serve_remote(start, addr).await
+                }
+                (None, Some(bundle)) => {
+                    let mut build = build;
+                    let service = build(bundle)?;
+                    let path = self.bundle.clone().unwrap_or_default();
+                    let state = Arc::new(AppState::new(
+                        service,
+                        config,
+                        crate::server::BundleOrigin::File(path),
+                        key,
+                    ));
+                    crate::server::serve(state, addr).await
+                }
+                (None, None) => unreachable!("checked above"),
             }
-            if let (Some(cluster), Some(c)) = (service.cluster(), &config.cluster) {
-                eprintln!(
-                    "cluster: rollout state in redis {} (prefix `{}`), shared decision cache {}",
-                    cluster.status().redis,
-                    c.key_prefix,
-                    if config.features.decision_cache.shared {
-                        "on"
-                    } else {
-                        "off"
-                    }
-                );
-            }
-            let state = Arc::new(AppState::new(service, config, self.bundle, key));
-            if state.admin_token.is_none() {
-                eprintln!("admin API off: no server.admin_token or SARK_ADMIN_TOKEN");
-            }
-            crate::server::serve(state, addr).await
         })?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Prints what the service runs beside the bundle (canary, cluster, admin API).
+fn announce(service: &crate::decide::DecisionService, config: &crate::config::Config) {
+    if let Some(c) = service.candidate() {
+        eprintln!(
+            "policy canary: candidate {} ({:?} mode)",
+            c.id,
+            service.canary_mode()
+        );
+    }
+    if let (Some(cluster), Some(c)) = (service.cluster(), &config.cluster) {
+        eprintln!(
+            "cluster: rollout state in redis {} (prefix `{}`), shared decision cache {}",
+            cluster.status().redis,
+            c.key_prefix,
+            if config.features.decision_cache.shared {
+                "on"
+            } else {
+                "off"
+            }
+        );
+    }
+}
+
+/// The downloader of the configuration's `bundles` entry, when it has one.
+fn remote_bundle(
+    config: &crate::config::Config,
+    key: Option<ed25519_dalek::VerifyingKey>,
+) -> Result<Option<Arc<crate::management::RemoteBundle>>> {
+    use crate::management::{RemoteBundle, ServiceClient, Transport, Verifier};
+    let Some((name, source)) = config.bundles.iter().next() else {
+        return Ok(None);
+    };
+    let service = config
+        .services
+        .0
+        .get(&source.service)
+        .with_context(|| format!("bundles.{name}.service"))?;
+    let transport = if service.kind.as_deref() == Some("oci") {
+        let bearer = match service.credentials.bearer.as_ref() {
+            Some(b) => match (&b.token, &b.token_path) {
+                (Some(t), _) => Some(t.clone()),
+                (None, Some(p)) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| {
+                            format!("services.{}: token_path {}", source.service, p.display())
+                        })?
+                        .trim()
+                        .to_string(),
+                ),
+                (None, None) => None,
+            },
+            None => None,
+        };
+        let timeout = std::time::Duration::from_secs(
+            service
+                .response_header_timeout_seconds
+                .unwrap_or(10)
+                .max(30),
+        );
+        Transport::Oci(
+            crate::management::oci::OciRegistry::new(
+                source.resource.as_deref().unwrap_or_default(),
+                service.url.starts_with("http://"),
+                bearer,
+                timeout,
+            )
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("bundles.{name}"))?,
+        )
+    } else {
+        Transport::Http(ServiceClient::new(&source.service, service)?)
+    };
+    let verifier = Verifier {
+        signing: source.signing.clone(),
+        keys: config.keys.clone(),
+        sark_key: key,
+    };
+    Ok(Some(Arc::new(RemoteBundle::new(
+        name,
+        source.clone(),
+        transport,
+        verifier,
+        &config.persistence_dir(),
+    ))))
 }

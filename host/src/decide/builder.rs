@@ -7,7 +7,7 @@ use crate::bundle::Bundle;
 use crate::cache::{DecisionCache, SharedCache};
 use crate::cluster::{Cluster, RedisDecisionCache};
 use crate::config::Config;
-use crate::decision_log::DecisionLog;
+use crate::decision_log::{DecisionLog, OpaEvents};
 use crate::flags::RolloutFlags;
 use crate::metrics::Metrics;
 use crate::runtime::{CodeCache, WasmRuntime, default_pool_size};
@@ -33,6 +33,7 @@ pub struct ServiceBuilder {
     background: Option<tokio::runtime::Handle>,
     data: Option<Arc<DataStore>>,
     policies: Option<Arc<PolicyStore>>,
+    bundle_name: String,
 }
 
 impl ServiceBuilder {
@@ -48,7 +49,15 @@ impl ServiceBuilder {
             background: None,
             data: None,
             policies: None,
+            bundle_name: "sark".into(),
         }
+    }
+
+    /// The bundle's name in OPA's terms (the `bundles` key of decision events). Default
+    /// `sark`.
+    pub fn bundle_name(mut self, name: impl Into<String>) -> Self {
+        self.bundle_name = name.into();
+        self
     }
 
     /// Compiles the policies of `store` (put at run time) with every bundle (default: none).
@@ -128,7 +137,7 @@ impl ServiceBuilder {
             Duration::from_secs(c.ttl_seconds),
         ));
 
-        let (mut cluster, mut shared, mut log) = (None, None, None);
+        let (mut cluster, mut shared, mut log, mut uploader) = (None, None, None, None);
         if let Some(handle) = &self.background {
             // A long-running service fills its pools now, not on its first requests.
             for bundle in std::iter::once(&active).chain(&candidate) {
@@ -150,9 +159,32 @@ impl ServiceBuilder {
                 }
                 cluster = Some(joined);
             }
-            if config.decision_log.enabled {
+            if config.decision_log.enabled || config.decision_logs.is_some() {
+                let mut events = OpaEvents {
+                    bundle_name: self.bundle_name.clone(),
+                    labels: crate::management::labels(&config.labels),
+                    ..Default::default()
+                };
+                if let Some(opa) = &config.decision_logs {
+                    events.console = opa.console;
+                    if let Some(name) = &opa.service {
+                        let service = config.services.0.get(name).with_context(|| {
+                            format!("decision_logs.service `{name}` is not in `services`")
+                        })?;
+                        let client = crate::management::ServiceClient::new(name, service)?;
+                        let uploader = Arc::new(crate::management::LogUploader::new(
+                            client,
+                            opa,
+                            metrics.clone(),
+                        ));
+                        handle.spawn(uploader.clone().run());
+                        events.upload = Some(uploader);
+                    }
+                }
+                uploader = events.upload.clone();
                 log = Some(DecisionLog::start(
                     &config.decision_log,
+                    events,
                     metrics.clone(),
                     handle,
                 )?);
@@ -170,6 +202,7 @@ impl ServiceBuilder {
             flags,
             metrics,
             log,
+            uploader,
             runtime,
             data,
             policies,

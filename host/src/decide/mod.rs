@@ -76,6 +76,8 @@ pub struct DecisionService {
     flags: Arc<RolloutFlags>,
     metrics: Arc<Metrics>,
     log: Option<DecisionLog>,
+    /// The decision log uploader (OPA's `decision_logs.service`).
+    uploader: Option<Arc<crate::management::LogUploader>>,
     /// Documents written at run time, layered over every loaded bundle's data.
     data: Arc<DataStore>,
     /// Policies put at run time, compiled with every loaded bundle.
@@ -158,6 +160,20 @@ impl DecisionService {
     /// Whether decisions recorded with a decision id are written to a decision log.
     pub fn logs_decisions(&self) -> bool {
         self.log.is_some()
+    }
+
+    /// The decision log uploader, when decision events go to a collector.
+    pub fn log_uploader(&self) -> Option<&Arc<crate::management::LogUploader>> {
+        self.uploader.as_ref()
+    }
+
+    /// Hands every queued decision record to its sinks and waits up to `deadline` for the
+    /// uploader to send them (graceful shutdown). True when nothing is left unsent.
+    pub async fn flush_decision_logs(&self, deadline: Duration) -> bool {
+        match &self.log {
+            Some(log) => log.flush(deadline).await,
+            None => true,
+        }
     }
 
     /// The policies put at run time.

@@ -97,6 +97,7 @@ pub struct Metrics {
     reloads: Family<Labels, Counter>,
     canary_disagreements: Family<Labels, Counter>,
     decision_log_dropped: Counter,
+    decision_logs_dropped: Counter,
     fail_closed: Family<Labels, Counter>,
     cache_ops: Family<Labels, Counter>,
     shared_cache_get: Histogram,
@@ -205,6 +206,12 @@ impl Metrics {
             decision_log_dropped.clone(),
         );
 
+        let decision_logs_dropped = Counter::default();
+        registry.register(
+            "decision_logs_dropped",
+            "Decision events dropped from the upload buffer (decision_logs.reporting.buffer_size_limit_bytes) or too large for one upload",
+            decision_logs_dropped.clone(),
+        );
         let shared_cache_get = Histogram::new(exponential_buckets(1e-5, 2.0, 16));
         registry.register(
             "shared_cache_lookup_duration_seconds",
@@ -314,6 +321,7 @@ impl Metrics {
             reloads,
             canary_disagreements,
             decision_log_dropped,
+            decision_logs_dropped,
             fail_closed,
             cache_ops,
             shared_cache_get,
@@ -465,6 +473,11 @@ impl Metrics {
     /// Records a dropped decision log record.
     pub fn decision_log_dropped(&self) {
         self.decision_log_dropped.inc();
+    }
+
+    /// Counts `n` decision events dropped by the uploader.
+    pub fn decision_logs_dropped(&self, n: u64) {
+        self.decision_logs_dropped.inc_by(n);
     }
 
     /// Encodes everything in the Prometheus text format, after refreshing the gauges and

@@ -7,7 +7,6 @@
 
 use super::respond::opa_error;
 use crate::config::ServerConfig;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -23,13 +22,24 @@ use tokio::net::TcpListener;
 /// How long shutdown waits for in-flight requests before it gives up on them.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// Serves `app` on `listener` until `shutdown` ends, under the limits of `config`.
-pub async fn serve(
+/// Serves `app` (the router, or a [`super::remote`] door in front of it) on `listener`
+/// until `shutdown` ends, under the limits of `config`.
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     config: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    S: tower_service::Service<
+            Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();

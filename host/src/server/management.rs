@@ -29,6 +29,27 @@ pub async fn config(State(state): State<Arc<AppState>>) -> Response {
     {
         config["cluster"]["redis_url"] = Value::String(url);
     }
+    // OPA removes credentials from the reported configuration; sark also hides header
+    // values (often tokens) and key material.
+    if let Some(services) = config.get_mut("services").and_then(Value::as_object_mut) {
+        for service in services.values_mut() {
+            if let Some(s) = service.as_object_mut() {
+                s.remove("credentials");
+                if let Some(h) = s.get_mut("headers").and_then(Value::as_object_mut) {
+                    for v in h.values_mut() {
+                        *v = json!("***");
+                    }
+                }
+            }
+        }
+    }
+    if let Some(keys) = config.get_mut("keys").and_then(Value::as_object_mut) {
+        for key in keys.values_mut() {
+            if let Some(k) = key.as_object_mut() {
+                k.remove("key");
+            }
+        }
+    }
     config["persistence_directory"] = json!(state.config.persistence_dir());
     config["labels"] = labels(&state);
     json_text(StatusCode::OK, json!({"result": config}).to_string())
@@ -46,8 +67,9 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-fn labels(state: &AppState) -> Value {
-    json!({"id": state.instance_id, "version": env!("CARGO_PKG_VERSION")})
+/// OPA's `labels`: the configured ones, with this instance's `id` and `version`.
+pub fn labels(state: &AppState) -> Value {
+    crate::management::labels(&state.config.labels)
 }
 
 /// The state of each of sark's "plugins" in OPA's terms (`OK`, `NOT_READY`, `ERROR`):
@@ -58,9 +80,11 @@ fn plugins(state: &AppState) -> BTreeMap<&'static str, Value> {
     let reload = state.reloads.status();
     plugins.insert(
         "bundle",
-        match &reload.last_error {
-            None => json!({"state": "OK"}),
-            Some(e) => json!({"state": "ERROR", "message": e}),
+        match (&reload.last_error, state.remote()) {
+            // OPA: the bundle plugin is OK once its bundle was activated; later download
+            // errors show in the bundle's status, not the plugin's state.
+            (_, Some(_)) | (None, None) => json!({"state": "OK"}),
+            (Some(e), None) => json!({"state": "ERROR", "message": e}),
         },
     );
     if state.service.logs_decisions() {
@@ -80,9 +104,18 @@ fn plugins(state: &AppState) -> BTreeMap<&'static str, Value> {
     plugins
 }
 
-/// `GET /v1/status`: OPA's status report (`labels`, `bundles`, `plugins`) for the active
-/// bundle, and sark's written data (`data`: version, bytes, generation).
+/// `GET /v1/status`: OPA's status report ([`report`]).
 pub async fn status(State(state): State<Arc<AppState>>) -> Response {
+    json_text(
+        StatusCode::OK,
+        json!({"result": report(&state)}).to_string(),
+    )
+}
+
+/// OPA's status report (`labels`, `bundles`, `plugins`, `decision_logs` when uploading)
+/// for the active bundle, and sark's written data (`data`: version, bytes, generation):
+/// what `GET /v1/status` answers and status uploads send.
+pub fn report(state: &AppState) -> Value {
     let active = state.service.active();
     let m = &active.manifest;
     let reload = state.reloads.status();
@@ -90,28 +123,59 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
         .last_activation
         .clone()
         .unwrap_or_else(|| ZERO_TIME.into());
-    let mut bundle = json!({
-        "name": state.bundle_name(),
-        "active_revision": m.revision,
-        "last_successful_download": ZERO_TIME,
-        "last_successful_activation": activation,
-        "last_request": ZERO_TIME,
-        "last_successful_request": ZERO_TIME,
-        "type": "snapshot",
-        "content_hash": m.content_hash,
-    });
-    if let Some(e) = &reload.last_error {
+    let mut bundle = match state.remote() {
+        Some(remote) => serde_json::to_value(remote.status()).unwrap_or_else(|_| json!({})),
+        None => json!({
+            "name": state.bundle_name(),
+            "active_revision": m.revision,
+            "last_successful_download": ZERO_TIME,
+            "last_successful_activation": activation,
+            "last_request": ZERO_TIME,
+            "last_successful_request": ZERO_TIME,
+            "type": "snapshot",
+        }),
+    };
+    bundle["content_hash"] = json!(m.content_hash);
+    if let (Some(e), None) = (&reload.last_error, state.remote()) {
         bundle["code"] = json!("bundle_error");
         bundle["message"] = json!(e);
     }
     let data = state.service.data();
-    let body = json!({"result": {
-        "labels": labels(&state),
+    let mut report = json!({
+        "labels": labels(state),
         "bundles": {state.bundle_name(): bundle},
-        "plugins": plugins(&state),
+        "plugins": plugins(state),
         "data": {"version": data.version(), "generation": data.generation(), "bytes": data.bytes()},
-    }});
-    json_text(StatusCode::OK, body.to_string())
+    });
+    if let Some(uploader) = state.service.log_uploader() {
+        report["decision_logs"] = json!(uploader.status());
+    }
+    report
+}
+
+/// Starts status reports when the configuration has a `status` section: one now, then
+/// one per change announced on `changes`, built by `build`.
+pub fn spawn_status_reports(
+    config: &crate::config::Config,
+    build: impl Fn() -> Value + Send + 'static,
+    changes: tokio::sync::watch::Receiver<u64>,
+) -> anyhow::Result<()> {
+    let Some(status) = &config.status else {
+        return Ok(());
+    };
+    let client = match &status.service {
+        Some(name) => {
+            let service =
+                config.services.0.get(name).ok_or_else(|| {
+                    anyhow::anyhow!("status.service `{name}` is not in `services`")
+                })?;
+            Some(crate::management::ServiceClient::new(name, service)?)
+        }
+        None => None,
+    };
+    let reporter = crate::management::StatusReporter::new(client, status);
+    tokio::spawn(reporter.run(build, changes));
+    Ok(())
 }
 
 /// `/health` with any of OPA's parameters: 200 `{}`, or 500 with OPA's error. Without them,

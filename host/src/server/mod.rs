@@ -14,13 +14,16 @@ mod management;
 mod opa;
 mod policy_api;
 mod reload;
+mod remote;
 mod respond;
 
 pub use reload::ReloadStatus;
+pub use remote::{RemoteStart, serve_remote};
 
 use crate::config::Config;
 use crate::decide::{Decision, DecisionRequest, DecisionService, Lookup};
 use crate::evaluator::EvalError;
+use crate::management::RemoteBundle;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, get, post, put};
@@ -36,8 +39,8 @@ pub struct AppState {
     pub config: Config,
     /// The admin bearer token; `None` turns the admin API off.
     pub admin_token: Option<String>,
-    /// The bundle file reloads read.
-    pub bundle_path: PathBuf,
+    /// Where the bundle comes from: the file reloads read, or the bundle service.
+    pub origin: BundleOrigin,
     /// When set, every bundle (and every reload) must be signed by this key.
     pub verification_key: Option<ed25519_dalek::VerifyingKey>,
     /// Reload bookkeeping (serializes reloads, remembers the last outcome).
@@ -54,7 +57,7 @@ impl AppState {
     pub fn new(
         service: DecisionService,
         config: Config,
-        bundle_path: PathBuf,
+        origin: BundleOrigin,
         verification_key: Option<ed25519_dalek::VerifyingKey>,
     ) -> Self {
         let admin_token = config
@@ -69,22 +72,50 @@ impl AppState {
             service: Arc::new(service),
             config,
             admin_token,
-            bundle_path,
+            origin,
             verification_key,
             reloads,
-            instance_id: uuid::Uuid::new_v4().to_string(),
+            instance_id: crate::management::instance_id().to_string(),
             data_writes: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The bundle's name in OPA's terms (policy ids, status, provenance): the bundle file's
-    /// name without its extension.
+    /// The bundle's name in OPA's terms (policy ids, status, provenance): the name of its
+    /// `bundles` entry, or the bundle file's name without its extension.
     pub fn bundle_name(&self) -> String {
-        self.bundle_path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "sark".into())
+        match &self.origin {
+            BundleOrigin::Remote(remote) => remote.name().to_string(),
+            BundleOrigin::File(path) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "sark".into()),
+        }
+    }
+
+    /// The bundle service's downloader, when the bundle comes from one.
+    pub fn remote(&self) -> Option<&Arc<RemoteBundle>> {
+        match &self.origin {
+            BundleOrigin::Remote(r) => Some(r),
+            BundleOrigin::File(_) => None,
+        }
+    }
+}
+
+/// Where `sark serve`'s bundle comes from.
+pub enum BundleOrigin {
+    /// A bundle file (`--bundle`), reloaded when it changes.
+    File(PathBuf),
+    /// A bundle service (OPA's `bundles` section), polled by the downloader.
+    Remote(Arc<RemoteBundle>),
+}
+
+impl std::fmt::Display for BundleOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BundleOrigin::File(p) => write!(f, "{}", p.display()),
+            BundleOrigin::Remote(r) => write!(f, "bundle service ({})", r.name()),
+        }
     }
 }
 
@@ -170,18 +201,71 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Serves until SIGTERM or ctrl-c, then finishes in-flight requests.
 pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()> {
+    let (listener, shutdown) = listen(addr, &state.origin).await?;
+    let (changes, reports) = tokio::sync::watch::channel(0);
+    let reported = state.clone();
+    management::spawn_status_reports(
+        &state.config,
+        move || management::report(&reported),
+        reports,
+    )?;
+    start_background(&state, &changes)?;
+    let config = state.config.server.clone();
+    connections::serve(listener, router(state.clone()), &config, shutdown).await?;
+    finish(&state).await;
+    Ok(())
+}
+
+/// How long shutdown waits for the decision log uploader to send what is buffered.
+const LOG_FLUSH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// After the last request: flushes the decision log (uploads included).
+async fn finish(state: &AppState) {
+    if !state.service.flush_decision_logs(LOG_FLUSH_DEADLINE).await {
+        tracing::warn!(
+            deadline = ?LOG_FLUSH_DEADLINE,
+            "shutdown: decision events possibly still in the upload buffer"
+        );
+    }
+    tracing::info!("sark serve stopped");
+}
+
+/// Binds `addr`, installs the signal handlers and announces the address. Signal handlers
+/// are installed before the address is announced: a supervisor that sends SIGHUP or
+/// SIGTERM as soon as the server is up must never hit the default action (which
+/// terminates the process).
+async fn listen(
+    addr: SocketAddr,
+    origin: &BundleOrigin,
+) -> anyhow::Result<(
+    tokio::net::TcpListener,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    // Signal handlers are installed before the address is announced: a supervisor that
-    // sends SIGHUP or SIGTERM as soon as the server is up must never hit the default
-    // action (which terminates the process).
     let shutdown = shutdown_signal()?;
-    reload::spawn_watchers(state.clone())?;
     // Scripts and tests read this line to learn the port.
     println!("listening on http://{local}");
-    tracing::info!(%local, bundle = %state.bundle_path.display(), "sark serve started");
+    tracing::info!(%local, bundle = %origin, "sark serve started");
+    Ok((listener, shutdown))
+}
+
+/// The server's background tasks: reload triggers, memory release, data catch-up; and the
+/// changes status reports follow (reloads, decision log uploads) forwarded to `changes`.
+fn start_background(
+    state: &Arc<AppState>,
+    changes: &tokio::sync::watch::Sender<u64>,
+) -> anyhow::Result<()> {
+    crate::management::status::forward(state.reloads.changed.subscribe(), changes.clone());
+    if let Some(uploader) = state.service.log_uploader() {
+        crate::management::status::forward(uploader.subscribe(), changes.clone());
+    }
+    if state.admin_token.is_none() {
+        eprintln!("admin API off: no server.admin_token or SARK_ADMIN_TOKEN");
+    }
+    reload::spawn_watchers(state.clone())?;
     // Hostile or heavy decisions on the native path allocate and free a lot between reloads;
     // hand the free pages back every 10 s so resident memory tracks what is in use.
     tokio::spawn(async {
@@ -205,15 +289,12 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()>
             .await;
         }
     });
-    let config = state.config.server.clone();
-    connections::serve(listener, router(state), &config, shutdown).await?;
-    tracing::info!("sark serve stopped");
     Ok(())
 }
 
 /// Installs the SIGTERM and SIGINT (ctrl-c) handlers now; the returned future ends on either.
 #[cfg(unix)]
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let install = |kind: SignalKind, name: &str| {
         signal(kind).map_err(|e| anyhow::anyhow!("cannot install the {name} handler: {e}"))
@@ -231,7 +312,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 /// Ends on ctrl-c (registered when first polled).
 #[cfg(not(unix))]
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down: finishing in-flight requests");

@@ -30,10 +30,25 @@ pub(super) fn now_rfc3339() -> String {
 }
 
 /// Serializes reloads and remembers their outcome.
-#[derive(Default)]
 pub struct Reloader {
     lock: tokio::sync::Mutex<()>,
     status: std::sync::Mutex<ReloadStatus>,
+    /// The active bundle as it arrived from a bundle service (rebuilds start from it; a
+    /// file origin re-reads its file instead).
+    downloaded: std::sync::Mutex<Option<Bundle>>,
+    /// Ticks after every reload attempt (status reports).
+    pub(super) changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Reloader {
+    fn default() -> Self {
+        Reloader {
+            lock: Default::default(),
+            status: Default::default(),
+            downloaded: Default::default(),
+            changed: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl Reloader {
@@ -43,6 +58,11 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .last_activation = Some(now_rfc3339());
+    }
+
+    /// Remembers the bundle a service delivered, which the server started with.
+    pub(super) fn set_downloaded(&self, bundle: Bundle) {
+        *self.downloaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(bundle);
     }
 
     /// The last outcome.
@@ -56,8 +76,37 @@ impl Reloader {
 
 /// Reloads the bundle file; returns the new revision or why it was refused.
 pub async fn reload(state: &Arc<AppState>, reason: &str) -> Result<String, String> {
+    if let Some(remote) = state.remote() {
+        // The bundle comes from a service: ask it now; the downloader activates what it
+        // delivers. The answer is the revision active now.
+        remote.poll_now();
+        tracing::info!(reason, bundle = %remote.name(), "polling the bundle service now");
+        return Ok(state.service.active().manifest.revision.clone());
+    }
     let _guard = state.reloads.lock.lock().await;
-    let loaded = load_off_the_request_path(state, None).await;
+    let loaded = load_off_the_request_path(state, None, None).await;
+    record(state, reason, loaded)
+}
+
+/// Activates a bundle delivered by the bundle service; returns its revision or why it
+/// was refused (the active bundle then stays).
+pub async fn activate_downloaded(state: &Arc<AppState>, bundle: Bundle) -> Result<String, String> {
+    let _guard = state.reloads.lock.lock().await;
+    let loaded = load_off_the_request_path(state, Some(bundle.clone()), None).await;
+    let outcome = record(state, "bundle service", loaded);
+    if outcome.is_ok() {
+        state.reloads.set_downloaded(bundle);
+    }
+    outcome
+}
+
+/// Swaps in a loaded bundle, or records why it was refused.
+fn record(
+    state: &Arc<AppState>,
+    reason: &str,
+    loaded: Result<LoadedBundle, String>,
+) -> Result<String, String> {
+    state.reloads.changed.send_modify(|n| *n += 1);
     let mut status = state
         .reloads
         .status
@@ -105,7 +154,7 @@ pub async fn rebuild(
     persist: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
 ) -> Result<(), RebuildError> {
     let _guard = state.reloads.lock.lock().await;
-    let loaded = load_off_the_request_path(state, Some(policies))
+    let loaded = load_off_the_request_path(state, None, Some(policies))
         .await
         .map_err(RebuildError::Compile)?;
     tokio::task::spawn_blocking(persist)
@@ -128,13 +177,26 @@ fn activate(state: &AppState, bundle: LoadedBundle) {
     });
 }
 
-/// Reads, verifies and loads the bundle file (with `policies` instead of the policy store's
-/// when given) on a low-priority thread.
+/// Loads `bundle`, or else the origin's bundle (the file read and verified again, or the
+/// last one the service delivered), with `policies` instead of the policy store's when
+/// given, on a low-priority thread.
 async fn load_off_the_request_path(
     state: &Arc<AppState>,
+    bundle: Option<Bundle>,
     policies: Option<Vec<sark_guest::ModuleSource>>,
 ) -> Result<LoadedBundle, String> {
-    let path = state.bundle_path.clone();
+    let source = match (bundle, &state.origin) {
+        (Some(b), _) => Ok(b),
+        (None, super::BundleOrigin::File(path)) => Err(path.clone()),
+        (None, super::BundleOrigin::Remote(_)) => state
+            .reloads
+            .downloaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map(Ok)
+            .ok_or_else(|| "no bundle has been delivered by the bundle service".to_string())?,
+    };
     let service = state.service.clone();
     let key = state.verification_key;
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -144,8 +206,12 @@ async fn load_off_the_request_path(
             // The load competes with the requests for the same cores: it yields to them.
             lower_this_threads_priority();
             let load = || -> Result<LoadedBundle, String> {
-                let bundle =
-                    Bundle::read_verified(&path, key.as_ref()).map_err(|e| e.to_string())?;
+                let bundle = match source {
+                    Ok(bundle) => bundle,
+                    Err(path) => {
+                        Bundle::read_verified(&path, key.as_ref()).map_err(|e| e.to_string())?
+                    }
+                };
                 match &policies {
                     Some(p) => service.load_bundle_with(bundle, p),
                     None => service.load_bundle(bundle),
@@ -171,15 +237,16 @@ fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
 /// before this returns, so a SIGHUP sent right after start reloads rather than kills.
 pub fn spawn_watchers(state: Arc<AppState>) -> anyhow::Result<()> {
     let poll = state.config.server.reload_poll_ms;
-    if poll > 0 {
+    if let (true, super::BundleOrigin::File(path)) = (poll > 0, &state.origin) {
+        let path = path.clone();
         let state = state.clone();
-        let mut last = fingerprint(&state.bundle_path);
+        let mut last = fingerprint(&path);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(poll));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let now = fingerprint(&state.bundle_path);
+                let now = fingerprint(&path);
                 if now.is_some() && now != last {
                     last = now;
                     let _ = reload(&state, "bundle file changed").await;
@@ -187,8 +254,10 @@ pub fn spawn_watchers(state: Arc<AppState>) -> anyhow::Result<()> {
             }
         });
     }
+    // A server fed by a bundle service installed its SIGHUP handler before it waited for
+    // its first bundle (`remote::serve_remote`).
     #[cfg(unix)]
-    {
+    if state.remote().is_none() {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))?;
         tokio::spawn(async move {

@@ -50,19 +50,21 @@ impl Server {
         extra: &[&str],
         token: Option<&str>,
     ) -> Server {
+        let mut args = vec!["--bundle", bundle.to_str().unwrap()];
+        if let Some(c) = config {
+            args.extend(["--config", c.to_str().unwrap()]);
+        }
+        args.extend_from_slice(extra);
+        Self::spawn_in(dir, &args, token)
+    }
+
+    /// Starts `sark serve <args> --addr 127.0.0.1:0` in `dir` (no `--bundle` is added: a
+    /// configuration with a `bundles` section names the bundle service).
+    pub fn spawn_in(dir: &Path, args: &[&str], token: Option<&str>) -> Server {
         let mut cmd = sark();
         cmd.current_dir(dir);
-        cmd.args([
-            "serve",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ]);
-        if let Some(c) = config {
-            cmd.args(["--config", c.to_str().unwrap()]);
-        }
-        cmd.args(extra);
+        cmd.args(["serve", "--addr", "127.0.0.1:0"]);
+        cmd.args(args);
         cmd.env_remove("SARK_ADMIN_TOKEN");
         if let Some(t) = token {
             cmd.env("SARK_ADMIN_TOKEN", t);
