@@ -5,7 +5,7 @@ Runs `sark serve` on the example bundle under wrk at a paced rate (LOGS_BENCH_RA
 without `decision_logs`, then uploading every decision to a collector started here (a
 Python HTTP server that decompresses and counts every event). Reports, for both runs: the
 decisions made, p50/p99 latency, the server's CPU (user + system seconds per second of
-load); for the upload run: events received by the collector against decisions made
+load) and the collector's (this process; on a 2-core machine it competes with the server); for the upload run: events received by the collector against decisions made
 (nothing may be missing once the server has shut down), uploads, compressed bytes, and the
 CPU the uploads added per 10,000 events.
 """
@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -85,17 +86,20 @@ def run(config_text, work, name):
         f.write(f'dofile("{os.path.join(HERE, "hit.lua")}")\n'
                 f"function delay() return {delay_ms} end\n")
     cpu0 = cpu_seconds(proc.pid)
+    own0 = resource.getrusage(resource.RUSAGE_SELF)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", script,
          url + "/v1/data/mcp/gateway/decision"], capture_output=True, text=True).stdout
     cpu = cpu_seconds(proc.pid) - cpu0
+    own1 = resource.getrusage(resource.RUSAGE_SELF)
+    collector_cpu = (own1.ru_utime - own0.ru_utime) + (own1.ru_stime - own0.ru_stime)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
-    p50 = re.search(r"50%\s+(\S+)", out).group(1)
-    p99 = re.search(r"99%\s+(\S+)", out).group(1)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
     proc.terminate()
     proc.wait(timeout=30)
     return {"requests": requests, "rate": requests / SECONDS, "p50": p50, "p99": p99,
-            "cpu_per_s": cpu / SECONDS}
+            "cpu_per_s": cpu / SECONDS, "collector_per_s": collector_cpu / SECONDS}
 
 
 def main():
@@ -111,7 +115,8 @@ def main():
             work, "upload")
     for name, r in (("no decision_logs", base), ("decision_logs upload", uploading)):
         print(f"{name:22} {r['requests']:7} decisions ({r['rate']:8.0f}/s)  "
-              f"p50 {r['p50']:>8}  p99 {r['p99']:>8}  server CPU {r['cpu_per_s']:.2f} s/s")
+              f"p50 {r['p50']:>8}  p99 {r['p99']:>8}  server CPU {r['cpu_per_s']:.2f} s/s  "
+              f"collector CPU {r['collector_per_s']:.2f} s/s")
     with COUNTS.lock:
         events, uploads, compressed = COUNTS.events, COUNTS.uploads, COUNTS.compressed
     # The warm-up's decisions are uploaded too.

@@ -43,14 +43,18 @@ pub struct OpaEvents {
 }
 
 impl DecisionLog {
-    /// Opens sark's output when `config.enabled`, and starts the writer task on `runtime`
-    /// feeding it and `events`.
+    /// Opens sark's output when `config.enabled`, and starts the writer feeding it and
+    /// `events` on a thread of its own (`sark-decision-log`, with the uploader's loop): the
+    /// masking, encoding and compression of records never run on the request workers.
     pub fn start(
         config: &DecisionLogConfig,
         events: OpaEvents,
         metrics: Arc<Metrics>,
-        runtime: &tokio::runtime::Handle,
     ) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot start the decision log's runtime: {e}"))?;
         let (tx, mut rx) = mpsc::channel::<Message>(config.queue_size);
         let mut out: Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> = if !config.enabled {
             None
@@ -65,7 +69,10 @@ impl DecisionLog {
             Some(Box::new(tokio::fs::File::from_std(file)))
         };
         let mask = config.mask.clone();
-        runtime.spawn(async move {
+        let writer = async move {
+            if let Some(u) = &events.upload {
+                tokio::spawn(u.clone().run());
+            }
             let mut buf = Vec::with_capacity(64 * 1024);
             let mut console = Vec::new();
             while let Some(first) = rx.recv().await {
@@ -81,7 +88,8 @@ impl DecisionLog {
                                 buf.push(b'\n');
                             }
                             if events.console || events.upload.is_some() {
-                                let event = opa_event(&record, &events);
+                                // The record is not needed after this: its fields move.
+                                let event = opa_event(record, &events);
                                 if events.console {
                                     console_line(&mut console, &event);
                                 }
@@ -122,7 +130,11 @@ impl DecisionLog {
                     let _ = reply.send(sent);
                 }
             }
-        });
+        };
+        std::thread::Builder::new()
+            .name("sark-decision-log".into())
+            .spawn(move || runtime.block_on(writer))
+            .map_err(|e| anyhow::anyhow!("cannot start the decision log thread: {e}"))?;
         Ok(DecisionLog { tx, metrics })
     }
 
@@ -183,7 +195,10 @@ impl DecisionLog {
 /// `decision_id`, `bundles`, `path` in OPA's `a/b` form, `input`, `result`, `erased`,
 /// `timestamp`, `metrics`, `error`) and sark's own (`implementation`, `cache_hit`,
 /// `canary`, `fallback_from`).
-fn opa_event(record: &Value, events: &OpaEvents) -> Value {
+fn opa_event(record: Value, events: &OpaEvents) -> Value {
+    let Value::Object(mut record) = record else {
+        return Value::Null;
+    };
     let mut event = serde_json::Map::new();
     event.insert("labels".into(), events.labels.clone());
     for key in [
@@ -194,8 +209,8 @@ fn opa_event(record: &Value, events: &OpaEvents) -> Value {
         "timestamp",
         "error",
     ] {
-        if let Some(v) = record.get(key) {
-            event.insert(key.into(), v.clone());
+        if let Some(v) = record.remove(key) {
+            event.insert(key.into(), v);
         }
     }
     if let Some(p) = record.get("path").and_then(Value::as_str) {
@@ -216,8 +231,8 @@ fn opa_event(record: &Value, events: &OpaEvents) -> Value {
         );
     }
     for key in ["implementation", "cache_hit", "canary", "fallback_from"] {
-        if let Some(v) = record.get(key) {
-            event.insert(key.into(), v.clone());
+        if let Some(v) = record.remove(key) {
+            event.insert(key.into(), v);
         }
     }
     Value::Object(event)
@@ -310,7 +325,7 @@ mod tests {
             labels: json!({"id": "i"}),
             ..Default::default()
         };
-        let e = opa_event(&record, &events);
+        let e = opa_event(record, &events);
         assert_eq!(e["path"], "a/b");
         assert_eq!(e["bundles"], json!({"authz": {"revision": "r1"}}));
         assert_eq!(e["labels"], json!({"id": "i"}));

@@ -177,7 +177,6 @@ impl ServiceBuilder {
                             opa,
                             metrics.clone(),
                         ));
-                        handle.spawn(uploader.clone().run());
                         events.upload = Some(uploader);
                     }
                 }
@@ -186,7 +185,6 @@ impl ServiceBuilder {
                     &config.decision_log,
                     events,
                     metrics.clone(),
-                    handle,
                 )?);
             }
         }
