@@ -1,8 +1,9 @@
 """Decision log upload benchmark (`make bench`, or `python3 bench/logs.py [sark] [bundle]`).
 
 Runs `sark serve` on the example bundle under wrk at a paced rate (LOGS_BENCH_RATE, default
-10,000 decisions/s: wrk connections each waiting between requests), twice in one run:
-without `decision_logs`, then uploading every decision to a collector started here (a
+10,000 decisions/s: wrk connections each waiting between requests), three times in one run:
+without a decision log, with sark's records written to /dev/null (the request path's
+share), then uploading every decision to a collector started here (a
 Python HTTP server that decompresses and counts every event). Reports, for both runs: the
 decisions made, p50/p99 latency, the server's CPU (user + system seconds per second of
 load) and the collector's (this process; on a 2-core machine it competes with the server); for the upload run: events received by the collector against decisions made
@@ -108,12 +109,16 @@ def main():
     collector = f"http://127.0.0.1:{server.server_address[1]}"
     with tempfile.TemporaryDirectory() as work:
         base = run("{}\n", work, "plain")
+        # The same records built and queued, written to /dev/null: what logging costs the
+        # request path without any upload.
+        recorded = run("decision_log: { enabled: true, output: /dev/null }\n", work, "record")
         uploading = run(
             f"services:\n  collector: {{ url: '{collector}' }}\n"
             "decision_logs:\n  service: collector\n"
             "  reporting: { min_delay_seconds: 1, max_delay_seconds: 2 }\n",
             work, "upload")
-    for name, r in (("no decision_logs", base), ("decision_logs upload", uploading)):
+    for name, r in (("no decision log", base), ("records to /dev/null", recorded),
+                    ("decision_logs upload", uploading)):
         print(f"{name:22} {r['requests']:7} decisions ({r['rate']:8.0f}/s)  "
               f"p50 {r['p50']:>8}  p99 {r['p99']:>8}  server CPU {r['cpu_per_s']:.2f} s/s  "
               f"collector CPU {r['collector_per_s']:.2f} s/s")

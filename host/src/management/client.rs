@@ -57,9 +57,9 @@ impl ServiceClient {
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("sark/", env!("CARGO_PKG_VERSION")))
+            // Each request has a total deadline of its own (a long poll's is its wait plus a
+            // minute): no per-read timeout that would cut a held long poll.
             .connect_timeout(header_timeout)
-            // A stalled body (no byte for this long) ends the request.
-            .read_timeout(header_timeout.max(Duration::from_secs(30)))
             .danger_accept_invalid_certs(config.allow_insecure_tls);
         if let Some(tls) = &config.tls
             && let Some(path) = &tls.ca_cert
