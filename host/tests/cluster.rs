@@ -42,9 +42,9 @@ impl Redis {
                 "redis-server is installed (Debian package redis-server; `.ci/run` installs it)",
             );
         self.child = Some(child);
-        wait_for(
-            "redis-server to accept connections",
+        eventually(
             Duration::from_secs(10),
+            "redis-server to accept connections",
             || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
         );
     }
@@ -89,18 +89,6 @@ impl Drop for Redis {
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !ok() {
-        assert!(
-            t.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    t.elapsed()
-}
-
 fn cluster_config(dir: &Path, redis: &Redis, prefix: &str, shared: bool) -> PathBuf {
     write_config(
         dir,
@@ -139,7 +127,7 @@ fn health(s: &Server) -> Value {
 /// Waits until every server reports `ok`: connected to Redis and subscribed.
 fn wait_connected<'a>(servers: impl IntoIterator<Item = &'a Server>) {
     for s in servers {
-        wait_for("a connected instance", Duration::from_secs(10), || {
+        eventually(Duration::from_secs(10), "a connected instance", || {
             health(s)["status"] == "ok"
         });
     }
@@ -175,9 +163,9 @@ fn rollout_changes_reach_every_instance_within_a_second_and_users_agree() {
         let (code, body) = set_percentage(&servers[origin], "wasm_engine", pct as u32);
         assert_eq!(code, 200, "{body}");
         for s in &servers {
-            propagation.push(wait_for(
-                "the change on every instance",
+            propagation.push(eventually(
                 Duration::from_secs(1),
+                "the change on every instance",
                 || percentage(s, "wasm_engine") == pct,
             ));
         }
@@ -225,9 +213,9 @@ fn rollout_changes_reach_every_instance_within_a_second_and_users_agree() {
     );
     assert_eq!(code, 200);
     for s in &servers {
-        wait_for(
-            "the rollback on every instance",
+        eventually(
             Duration::from_secs(1),
+            "the rollback on every instance",
             || percentage(s, "wasm_engine") == 0,
         );
         assert_eq!(decide(s, &input_for("user-1"))["implementation"], "native");
@@ -256,7 +244,7 @@ fn shared_cache_serves_other_instances_and_never_another_revision() {
     let first = decide(&a, &input);
     assert_eq!(first["cache_hit"], false);
     // The write to Redis is off the response path: wait until it landed.
-    wait_for("the decision in redis", Duration::from_secs(2), || {
+    eventually(Duration::from_secs(2), "the decision in redis", || {
         !redis.cli(&["keys", "shared:decision:*"]).trim().is_empty()
     });
     let second = decide(&b, &input);
@@ -298,7 +286,7 @@ fn redis_outage_degrades_and_resyncs() {
     let b = start(example_bundle(), &config);
     wait_connected([&a, &b]);
     assert_eq!(set_percentage(&a, "wasm_engine", 40).0, 200);
-    wait_for("the change on b", Duration::from_secs(1), || {
+    eventually(Duration::from_secs(1), "the change on b", || {
         percentage(&b, "wasm_engine") == 40
     });
 
@@ -320,7 +308,7 @@ fn redis_outage_degrades_and_resyncs() {
     // changes are refused rather than applied on one instance only.
     redis.kill();
     for s in [&a, &b] {
-        wait_for("degraded health", Duration::from_secs(5), || {
+        eventually(Duration::from_secs(5), "degraded health", || {
             health(s)["status"] == "degraded"
         });
         assert_eq!(percentage(s, "wasm_engine"), 40);
@@ -353,9 +341,9 @@ fn redis_outage_degrades_and_resyncs() {
         "40"
     );
     assert_eq!(set_percentage(&b, "wasm_engine", 90).0, 200);
-    wait_for(
-        "the change on a after the outage",
+    eventually(
         Duration::from_secs(1),
+        "the change on a after the outage",
         || percentage(&a, "wasm_engine") == 90,
     );
 }
@@ -416,9 +404,9 @@ fn data_writes_reach_every_instance_within_a_second_and_a_returning_instance_res
             allows(writer, &user),
             "the writer sees its own write at once"
         );
-        seen.push(wait_for(
-            "the write on the other instance",
+        seen.push(eventually(
             Duration::from_secs(1),
+            "the write on the other instance",
             || allows(reader, &user),
         ));
     }

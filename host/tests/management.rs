@@ -19,6 +19,17 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Serves `app` on an ephemeral loopback port, on a runtime of its own (kept by the caller).
+fn serve_on_loopback(app: Router) -> (SocketAddr, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (addr, rt)
+}
+
 /// How the bundle service answers.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
@@ -130,15 +141,11 @@ impl BundleService {
             not_modified: 0,
             requests: 0,
         }));
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new()
-            .route("/bundles/{name}", axum::routing::get(serve_bundle))
-            .with_state(state.clone());
-        rt.spawn(async move { axum::serve(listener, app).await });
+        let (addr, rt) = serve_on_loopback(
+            Router::new()
+                .route("/bundles/{name}", axum::routing::get(serve_bundle))
+                .with_state(state.clone()),
+        );
         BundleService {
             addr,
             state,
@@ -212,16 +219,12 @@ async fn collect_status(State(st): State<Arc<Mutex<Collected>>>, body: Bytes) ->
 impl Collector {
     fn start() -> Self {
         let state = Arc::new(Mutex::new(Collected::default()));
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new()
-            .route("/logs", axum::routing::post(collect_logs))
-            .route("/status", axum::routing::post(collect_status))
-            .with_state(state.clone());
-        rt.spawn(async move { axum::serve(listener, app).await });
+        let (addr, rt) = serve_on_loopback(
+            Router::new()
+                .route("/logs", axum::routing::post(collect_logs))
+                .route("/status", axum::routing::post(collect_status))
+                .with_state(state.clone()),
+        );
         Collector {
             addr,
             state,
@@ -232,16 +235,6 @@ impl Collector {
     fn down(&self, down: bool) {
         self.state.lock().unwrap().down = down;
     }
-}
-
-/// Waits until `done` holds; returns how long it took. Panics with `what` after `limit`.
-fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    start.elapsed()
 }
 
 /// A policy set whose `data.authz.rev` is `revision`.
@@ -417,32 +410,16 @@ fn bundles_come_from_a_bundle_service_with_etags_and_stay_through_failures() {
     assert!(cwd.join(".sark/bundles/authz/bundle.tar.gz").exists());
 }
 
-/// HMAC-SHA256 (RFC 2104) with sha2, to sign a bundle as `opa sign --signing-alg HS256`.
+/// HMAC-SHA256, to sign a bundle as `opa sign --signing-alg HS256`.
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut block = [0u8; 64];
-    block[..key.len()].copy_from_slice(key);
-    let pad = |b: u8| block.iter().map(|k| k ^ b).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(msg);
+    mac.finalize().into_bytes().to_vec()
 }
 
 fn b64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |acc, &b| (acc << 8) | b as u32) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    data_encoding::BASE64URL_NOPAD.encode(bytes)
 }
 
 /// `.signatures.json` over `files` (their raw bytes are already OPA's canonical form).

@@ -42,7 +42,7 @@ impl Args {
             .unwrap_or(&config.server.addr)
             .parse()
             .context("invalid listen address")?;
-        let remote = remote_bundle(&config, key)?;
+        let remote = crate::management::RemoteBundle::from_config(&config, key)?;
         let bundle = match (&self.bundle, &remote) {
             (Some(_), Some(_)) => anyhow::bail!(
                 "--bundle and the configuration's `bundles` section both name the bundle: use one"
@@ -91,12 +91,8 @@ impl Args {
         let mut candidate = candidate;
         let builder_config = config.clone();
         let bundle_name = match (&remote, &self.bundle) {
-            (Some(r), _) => r.name().to_string(),
-            (None, Some(path)) => path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "sark".into()),
+            (Some(r), _) => crate::server::BundleOrigin::Remote(r.clone()).name(),
+            (None, Some(path)) => crate::server::BundleOrigin::File(path.clone()).name(),
             (None, None) => "sark".into(),
         };
         // Assembles the decision service around the first bundle (here, or when the bundle
@@ -165,67 +161,4 @@ fn announce(service: &crate::decide::DecisionService, config: &crate::config::Co
             }
         );
     }
-}
-
-/// The downloader of the configuration's `bundles` entry, when it has one.
-fn remote_bundle(
-    config: &crate::config::Config,
-    key: Option<ed25519_dalek::VerifyingKey>,
-) -> Result<Option<Arc<crate::management::RemoteBundle>>> {
-    use crate::management::{RemoteBundle, ServiceClient, Transport, Verifier};
-    let Some((name, source)) = config.bundles.iter().next() else {
-        return Ok(None);
-    };
-    let service = config
-        .services
-        .0
-        .get(&source.service)
-        .with_context(|| format!("bundles.{name}.service"))?;
-    let transport = if service.kind.as_deref() == Some("oci") {
-        let bearer = match service.credentials.bearer.as_ref() {
-            Some(b) => match (&b.token, &b.token_path) {
-                (Some(t), _) => Some(t.clone()),
-                (None, Some(p)) => Some(
-                    std::fs::read_to_string(p)
-                        .with_context(|| {
-                            format!("services.{}: token_path {}", source.service, p.display())
-                        })?
-                        .trim()
-                        .to_string(),
-                ),
-                (None, None) => None,
-            },
-            None => None,
-        };
-        let timeout = std::time::Duration::from_secs(
-            service
-                .response_header_timeout_seconds
-                .unwrap_or(10)
-                .max(30),
-        );
-        Transport::Oci(
-            crate::management::oci::OciRegistry::new(
-                source.resource.as_deref().unwrap_or_default(),
-                service.url.starts_with("http://"),
-                bearer,
-                timeout,
-            )
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("bundles.{name}"))?,
-        )
-    } else {
-        Transport::Http(ServiceClient::new(&source.service, service)?)
-    };
-    let verifier = Verifier {
-        signing: source.signing.clone(),
-        keys: config.keys.clone(),
-        sark_key: key,
-    };
-    Ok(Some(Arc::new(RemoteBundle::new(
-        name,
-        source.clone(),
-        transport,
-        verifier,
-        &config.persistence_dir(),
-    ))))
 }

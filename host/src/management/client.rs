@@ -22,14 +22,8 @@ pub struct ServiceClient {
     name: String,
     base: reqwest::Url,
     http: reqwest::Client,
-    bearer: Option<(String, Credential)>,
+    bearer: Option<super::config::Bearer>,
     header_timeout: Duration,
-}
-
-#[derive(Clone)]
-enum Credential {
-    Token(String),
-    File(std::path::PathBuf),
 }
 
 impl ServiceClient {
@@ -85,20 +79,11 @@ impl ServiceClient {
         let http = builder
             .build()
             .map_err(|e| err(format!("cannot build the HTTP client: {e}")))?;
-        let bearer = config.credentials.bearer.as_ref().map(|b| {
-            let scheme = b.scheme.clone().unwrap_or_else(|| "Bearer".into());
-            let credential = match (&b.token, &b.token_path) {
-                (Some(t), _) => Credential::Token(t.clone()),
-                (None, Some(p)) => Credential::File(p.clone()),
-                (None, None) => Credential::Token(String::new()),
-            };
-            (scheme, credential)
-        });
         Ok(ServiceClient {
             name: name.to_string(),
             base,
             http,
-            bearer,
+            bearer: config.credentials.bearer.clone(),
             header_timeout,
         })
     }
@@ -127,14 +112,10 @@ impl ServiceClient {
         resource: &str,
     ) -> Result<reqwest::RequestBuilder, String> {
         let mut req = self.http.request(method, self.url(resource)?);
-        if let Some((scheme, credential)) = &self.bearer {
-            let token = match credential {
-                Credential::Token(t) => t.clone(),
-                Credential::File(p) => std::fs::read_to_string(p)
-                    .map_err(|e| format!("bearer token_path {}: {e}", p.display()))?
-                    .trim()
-                    .to_string(),
-            };
+        if let Some(bearer) = &self.bearer {
+            // Read at every request: a rotated `token_path` is picked up.
+            let scheme = bearer.scheme.as_deref().unwrap_or("Bearer");
+            let token = bearer.token()?;
             req = req.header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"));
         }
         Ok(req)

@@ -102,6 +102,19 @@ pub struct Bearer {
     pub scheme: Option<String>,
 }
 
+impl Bearer {
+    /// The token: inline, or read from `token_path` now (whitespace trimmed, as OPA).
+    pub fn token(&self) -> Result<String, String> {
+        match (&self.token, &self.token_path) {
+            (Some(t), _) => Ok(t.clone()),
+            (None, Some(p)) => std::fs::read_to_string(p)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| format!("bearer token_path {}: {e}", p.display())),
+            (None, None) => Ok(String::new()),
+        }
+    }
+}
+
 /// OPA's `services.<name>.tls`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

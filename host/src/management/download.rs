@@ -171,6 +171,62 @@ impl RemoteBundle {
         }
     }
 
+    /// The downloader of `config`'s `bundles` entry, when it has one: over HTTP from a
+    /// bundle service, or from an OCI registry (`type: oci`); `sark_key` is
+    /// `--verification-key`.
+    pub fn from_config(
+        config: &crate::config::Config,
+        sark_key: Option<crate::bundle::signing::VerifyingKey>,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
+        use anyhow::Context;
+        let Some((name, source)) = config.bundles.iter().next() else {
+            return Ok(None);
+        };
+        let service = config
+            .services
+            .0
+            .get(&source.service)
+            .with_context(|| format!("bundles.{name}.service"))?;
+        let transport = if service.kind.as_deref() == Some("oci") {
+            let bearer = service
+                .credentials
+                .bearer
+                .as_ref()
+                .map(|b| b.token())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("services.{}: {e}", source.service))?;
+            let timeout = Duration::from_secs(
+                service
+                    .response_header_timeout_seconds
+                    .unwrap_or(10)
+                    .max(30),
+            );
+            Transport::Oci(
+                super::oci::OciRegistry::new(
+                    source.resource.as_deref().unwrap_or_default(),
+                    service.url.starts_with("http://"),
+                    bearer,
+                    timeout,
+                )
+                .map_err(|e| anyhow::anyhow!("bundles.{name}: {e}"))?,
+            )
+        } else {
+            Transport::Http(ServiceClient::new(&source.service, service)?)
+        };
+        let verifier = Verifier {
+            signing: source.signing.clone(),
+            keys: config.keys.clone(),
+            sark_key,
+        };
+        Ok(Some(Arc::new(RemoteBundle::new(
+            name,
+            source.clone(),
+            transport,
+            verifier,
+            &config.persistence_dir(),
+        ))))
+    }
+
     /// The bundle's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -248,12 +304,11 @@ impl RemoteBundle {
                     if new_etag.is_some() {
                         etag = new_etag;
                     }
+                    // A 304 means the service holds the active bundle: whatever failed
+                    // before (a request, a newer bundle's activation) is over, as in OPA.
                     self.update(|s| {
                         s.last_successful_request = now();
-                        // A 304 while the last activation failed keeps that failure shown.
-                        if s.http_code.is_some() {
-                            s.clear_error();
-                        }
+                        s.clear_error();
                     });
                 }
                 Ok(Fetched::New {

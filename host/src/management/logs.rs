@@ -50,8 +50,6 @@ pub struct LogUploader {
     wake: Notify,
     metrics: Arc<Metrics>,
     status: Mutex<UploadStatus>,
-    /// Uploads made, and events they carried (for tests and the closing report).
-    uploaded: Mutex<(u64, u64)>,
     changed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -66,7 +64,6 @@ impl LogUploader {
             wake: Notify::new(),
             metrics,
             status: Mutex::new(UploadStatus::default()),
-            uploaded: Mutex::new((0, 0)),
             changed: tokio::sync::watch::channel(0).0,
         }
     }
@@ -192,10 +189,6 @@ impl LogUploader {
             };
             match self.send(body).await {
                 Ok(()) => {
-                    let mut u = self.uploaded.lock().unwrap_or_else(|p| p.into_inner());
-                    u.0 += 1;
-                    u.1 += events.len() as u64;
-                    drop(u);
                     *self.status.lock().unwrap_or_else(|p| p.into_inner()) =
                         UploadStatus::default();
                 }
@@ -305,11 +298,6 @@ impl LogUploader {
                 Some(status.as_u16()),
             ))
         }
-    }
-
-    /// (uploads, events uploaded) since start.
-    pub fn uploaded(&self) -> (u64, u64) {
-        *self.uploaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -83,14 +83,7 @@ impl AppState {
     /// The bundle's name in OPA's terms (policy ids, status, provenance): the name of its
     /// `bundles` entry, or the bundle file's name without its extension.
     pub fn bundle_name(&self) -> String {
-        match &self.origin {
-            BundleOrigin::Remote(remote) => remote.name().to_string(),
-            BundleOrigin::File(path) => path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "sark".into()),
-        }
+        self.origin.name()
     }
 
     /// The bundle service's downloader, when the bundle comes from one.
@@ -108,6 +101,21 @@ pub enum BundleOrigin {
     File(PathBuf),
     /// A bundle service (OPA's `bundles` section), polled by the downloader.
     Remote(Arc<RemoteBundle>),
+}
+
+impl BundleOrigin {
+    /// The bundle's name in OPA's terms: the `bundles` entry's name, or the file's name
+    /// without its extension.
+    pub fn name(&self) -> String {
+        match self {
+            BundleOrigin::Remote(remote) => remote.name().to_string(),
+            BundleOrigin::File(path) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "sark".into()),
+        }
+    }
 }
 
 impl std::fmt::Display for BundleOrigin {

@@ -133,3 +133,21 @@ pub fn bundle_of(dir: &Path, revision: Option<&str>, entrypoints: &[&str]) -> sa
     .unwrap();
     sark::Bundle::from_bytes(bytes).unwrap()
 }
+
+/// Waits until `done` holds, polling every 5 ms (fine enough to time propagation); returns how long it took. Panics naming
+/// `what` after `limit`.
+pub fn eventually(
+    limit: std::time::Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    start.elapsed()
+}

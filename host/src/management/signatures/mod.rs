@@ -306,33 +306,23 @@ fn header_kid(header: &str) -> Result<String, String> {
         .to_string())
 }
 
-/// Go's `base64.RawURLEncoding` (no padding; CR and LF skipped; trailing bits ignored).
+/// Go's `base64.RawURLEncoding` (no padding; CR and LF skipped; trailing bits ignored), with
+/// its error messages.
 fn b64url(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits, mut n) = (0u32, 0u32, 0usize);
-    for (i, c) in s.bytes().enumerate() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            b'\r' | b'\n' => continue,
-            _ => return Err(format!("illegal base64 data at input byte {i}")),
+    static ENCODING: std::sync::OnceLock<data_encoding::Encoding> = std::sync::OnceLock::new();
+    let encoding = ENCODING.get_or_init(|| {
+        let mut spec = data_encoding::BASE64URL_NOPAD.specification();
+        spec.check_trailing_bits = false;
+        spec.ignore.push_str("\r\n");
+        spec.encoding().expect("a valid base64url specification")
+    });
+    encoding.decode(s.as_bytes()).map_err(|e| {
+        let at = match e.kind {
+            data_encoding::DecodeKind::Length => s.len(),
+            _ => e.position,
         };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        n += 1;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if n % 4 == 1 {
-        return Err(format!("illegal base64 data at input byte {}", s.len()));
-    }
-    Ok(out)
+        format!("illegal base64 data at input byte {at}")
+    })
 }
 
 /// The first PEM block of `text` (as Go's `pem.Decode` picks it), if of a public type.
@@ -462,33 +452,14 @@ mod tests {
     const REGO_SHA: &str = "f664461e303b37c20c5e0be2900881678cdf8e860aa433a5a14d494ba3c66649";
 
     fn b64e(bytes: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for c in bytes.chunks(3) {
-            let n = c
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-            for j in 0..=c.len() {
-                out.push(A[((n >> (18 - 6 * j)) & 63) as usize] as char);
-            }
-        }
-        out
+        data_encoding::BASE64URL_NOPAD.encode(bytes)
     }
 
     fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
-        let mut k = [0u8; 64];
-        k[..key.len()].copy_from_slice(key); // test keys are short
-        let pad = |x: u8| k.iter().map(|b| b ^ x).collect::<Vec<u8>>();
-        let inner = Sha256::new()
-            .chain_update(pad(0x36))
-            .chain_update(msg)
-            .finalize();
-        Sha256::new()
-            .chain_update(pad(0x5c))
-            .chain_update(inner)
-            .finalize()
-            .to_vec()
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+        mac.update(msg);
+        mac.finalize().into_bytes().to_vec()
     }
 
     /// An HS256 token signed with `secret` (kid `foo`), like `opa sign --signing-alg HS256`.
