@@ -71,11 +71,12 @@ run: bundle
 	@$(SARK) test $(BUNDLE)
 
 # Unit tests, integration tests against the real binary and component, and the Rego tests.
-test: host portability-deps cluster-deps client-deps
+test: bundle portability-deps cluster-deps client-deps
 	$(CARGO) test --workspace --release --exclude sark-guest --exclude sark-python
 	$(CARGO) test -p sark-guest --release
 	$(MAKE) python
 	$(SARK) test policies
+	python3 conformance/authzen.py --sark $(SARK) --bundle $(BUNDLE)
 	@if [ -d $(CONFORMANCE) ]; then \
 	  $(SARK) conformance $(CONFORMANCE) --min-passed $$(cat conformance/baseline.txt); \
 	else echo "warning: $(CONFORMANCE) not found; conformance ratchet not run"; fi

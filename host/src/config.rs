@@ -41,6 +41,88 @@ pub struct Config {
     pub status: Option<StatusConfig>,
     /// OPA's `labels`: added to this instance's labels (status, decision events).
     pub labels: BTreeMap<String, String>,
+    /// The OpenID AuthZEN Authorization API (`/access/v1/...`).
+    pub authzen: AuthzenConfig,
+    /// Envoy's external authorization (gRPC `Check`) on a port of its own; absent: off.
+    pub ext_authz: Option<ExtAuthzConfig>,
+}
+
+/// The OpenID AuthZEN Authorization API 1.0 of `sark serve`.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzenConfig {
+    /// The rule an evaluation asks, with input `{subject, action, resource, context}`; it
+    /// returns a boolean or `{decision, context}`. Default `data.authzen.decision`.
+    pub entrypoint: String,
+    /// The rule a search asks for its candidates. Default: the entrypoint's sibling
+    /// `candidates` (`data.authzen.candidates`).
+    pub candidates_entrypoint: Option<String>,
+    /// This PDP's identifier in the metadata (`https://pdp.example.com`), as clients reach
+    /// it. Default: `http://` and the request's `Host` (sark serves plain HTTP; behind a TLS
+    /// proxy, set this).
+    pub policy_decision_point: Option<String>,
+    /// Most evaluations in one Access Evaluations request. Default 1,000: a PEP boxcars a
+    /// page of a UI or a list of tools, not a data set; each costs a decision.
+    pub max_evaluations: usize,
+    /// Most candidates one search evaluates. Default 10,000: every candidate costs a
+    /// decision (tens of microseconds), so a search stays well under a second.
+    pub max_candidates: usize,
+}
+
+impl Default for AuthzenConfig {
+    fn default() -> Self {
+        Self {
+            entrypoint: "data.authzen.decision".into(),
+            candidates_entrypoint: None,
+            policy_decision_point: None,
+            max_evaluations: 1000,
+            max_candidates: 10_000,
+        }
+    }
+}
+
+/// Envoy's external authorization (`envoy.service.auth.v3.Authorization/Check`), as
+/// opa-envoy-plugin serves it.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtAuthzConfig {
+    /// The gRPC listen address. Default `:9191` (opa-envoy-plugin's), on every interface;
+    /// `127.0.0.1:9191` for loopback only.
+    pub addr: String,
+    /// The rule `Check` asks (opa-envoy-plugin's `path`). Default `envoy/authz/allow`.
+    pub path: String,
+    /// Answer every `Check` with OK whatever the decision (the decision is still made,
+    /// logged and counted). Default false.
+    pub dry_run: bool,
+    /// Do not parse the request body into `input.parsed_body`. Default false.
+    pub skip_request_body_parse: bool,
+    /// The request header whose value is the rollout bucket key (the user). Default
+    /// `x-user-id`; without it, every request shares the anonymous bucket.
+    pub user_header: String,
+}
+
+impl Default for ExtAuthzConfig {
+    fn default() -> Self {
+        Self {
+            addr: ":9191".into(),
+            path: "envoy/authz/allow".into(),
+            dry_run: false,
+            skip_request_body_parse: false,
+            user_header: "x-user-id".into(),
+        }
+    }
+}
+
+impl ExtAuthzConfig {
+    /// The listen address: `:port` means every interface.
+    pub fn socket_addr(&self) -> Result<std::net::SocketAddr, String> {
+        let addr = match self.addr.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => self.addr.clone(),
+        };
+        addr.parse()
+            .map_err(|e| format!("ext_authz.addr `{}` is not host:port: {e}", self.addr))
+    }
 }
 
 impl Default for Config {
@@ -59,6 +141,8 @@ impl Default for Config {
             decision_logs: None,
             status: None,
             labels: BTreeMap::new(),
+            authzen: AuthzenConfig::default(),
+            ext_authz: None,
         }
     }
 }
@@ -469,6 +553,27 @@ impl Config {
             return Err("limits.max_memory_mb must be at most 4096".into());
         }
         self.management().validate()?;
+        for (name, v) in [
+            ("authzen.max_evaluations", self.authzen.max_evaluations),
+            ("authzen.max_candidates", self.authzen.max_candidates),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if let Some(base) = &self.authzen.policy_decision_point
+            && !(base.starts_with("https://") || base.starts_with("http://"))
+        {
+            return Err(format!(
+                "authzen.policy_decision_point `{base}` must be an http(s) URL"
+            ));
+        }
+        if let Some(ext) = &self.ext_authz {
+            ext.socket_addr()?;
+            if ext.path.trim_matches('/').is_empty() {
+                return Err("ext_authz.path must name a rule, e.g. envoy/authz/allow".into());
+            }
+        }
         match &self.cluster {
             None if self.features.decision_cache.shared => {
                 return Err(

@@ -14,10 +14,13 @@
 //! - [`store`]: documents written at run time (OPA's data API), durable and shared.
 //! - [`management`]: OPA's management plane: bundles from a service, decision logs and
 //!   status uploaded.
+//! - [`authzen`]: the OpenID AuthZEN Authorization API on Rego.
+//! - [`ext_authz`]: Envoy's external authorization (gRPC) on Rego.
 //! - [`server`]: `sark serve`, the HTTP decision point.
 //! - [`cli`]: the `sark` command line, one file per command.
 
 pub mod allocator;
+pub mod authzen;
 pub mod bench;
 pub mod bundle;
 pub mod cache;
@@ -28,6 +31,7 @@ pub mod conformance;
 pub mod decide;
 pub mod decision_log;
 pub mod evaluator;
+pub mod ext_authz;
 pub mod flags;
 pub mod idle_pool;
 pub mod management;

@@ -300,13 +300,19 @@ fn inspect_reads_the_manifest_without_running() {
         "json",
     ]));
     assert_eq!(m["revision"], "mcp-policies-1.0.0");
-    assert_eq!(m["roots"], serde_json::json!(["mcp"]));
+    assert_eq!(m["roots"], serde_json::json!(["mcp", "authzen"]));
     assert_eq!(m["regorus_version"], "0.14.1");
     assert_eq!(m["content_hash"].as_str().unwrap().len(), 64);
     // Entrypoints come from the METADATA annotations.
     assert_eq!(
         m["entrypoints"],
         serde_json::json!([
+            "data.authzen.cert.decision",
+            "data.authzen.cert.candidates",
+            "data.authzen.mcp.decision",
+            "data.authzen.mcp.candidates",
+            "data.authzen.todo.decision",
+            "data.authzen.todo.candidates",
             "data.mcp.a2a.allow",
             "data.mcp.a2a.decision",
             "data.mcp.gateway.allow",
@@ -371,12 +377,12 @@ fn rego_unit_tests_pass_and_fail() {
         out.contains("data.mcp.gateway_test.test_parameters_are_filtered: PASS"),
         "{out}"
     );
-    assert!(out.contains("PASS: 35/35"), "{out}");
+    assert!(out.contains("PASS: 96/96"), "{out}");
 
     // Against the exact artifact too, on both paths.
     for path in ["wasm", "native"] {
         let out = ok(&["test", example_bundle().to_str().unwrap(), "--path", path]);
-        assert!(out.contains("PASS: 35/35"), "{out}");
+        assert!(out.contains("PASS: 96/96"), "{out}");
     }
 
     let failing = run(&["test", fixture("failing_test").to_str().unwrap()]);
@@ -618,8 +624,8 @@ fn config_errors_name_the_key() {
 #[test]
 fn health_check_uses_the_embedded_example_policies() {
     let out = ok(&["health-check"]);
-    assert!(out.contains("wasm: OK (4 entrypoints)"), "{out}");
-    assert!(out.contains("native: OK (4 entrypoints)"), "{out}");
+    assert!(out.contains("wasm: OK (10 entrypoints)"), "{out}");
+    assert!(out.contains("native: OK (10 entrypoints)"), "{out}");
     let out = ok(&[
         "health-check",
         "--bundle",

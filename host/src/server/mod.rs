@@ -7,8 +7,10 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod authzen;
 mod connections;
 mod data_api;
+mod ext_authz;
 mod gateway;
 mod management;
 mod opa;
@@ -181,6 +183,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/gateway/authorize-a2a",
             post(gateway::authorize_a2a),
         )
+        .route("/access/v1/evaluation", post(authzen::evaluation))
+        .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route("/access/v1/search/subject", post(authzen::search_subject))
+        .route("/access/v1/search/resource", post(authzen::search_resource))
+        .route("/access/v1/search/action", post(authzen::search_action))
+        .route(
+            "/.well-known/authzen-configuration",
+            get(authzen::configuration),
+        )
         .route("/health", get(admin::health))
         .route("/health/live", get(admin::live))
         .route("/health/ready", get(admin::ready))
@@ -209,7 +220,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Serves until SIGTERM or ctrl-c, then finishes in-flight requests.
 pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()> {
-    let (listener, shutdown) = listen(addr, &state.origin).await?;
+    let (listener, shutdown, ext_authz) = listen(addr, &state.origin, &state.config).await?;
     let (changes, reports) = tokio::sync::watch::channel(0);
     let reported = state.clone();
     management::spawn_status_reports(
@@ -218,10 +229,70 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()>
         reports,
     )?;
     start_background(&state, &changes)?;
+    let grpc = ext_authz.start(&state);
     let config = state.config.server.clone();
     connections::serve(listener, router(state.clone()), &config, shutdown).await?;
+    grpc.finish().await?;
     finish(&state).await;
     Ok(())
+}
+
+/// The ext_authz gRPC server, bound at start and served once there is a state.
+pub(crate) struct ExtAuthzStart {
+    bound: Option<(tokio::net::TcpListener, tokio::sync::watch::Receiver<bool>)>,
+}
+
+/// The ext_authz gRPC server while it runs.
+pub(crate) struct ExtAuthzRunning(Option<tokio::task::JoinHandle<anyhow::Result<()>>>);
+
+impl ExtAuthzStart {
+    /// Serves `Check` over `state` until the shared shutdown.
+    pub(crate) fn start(self, state: &Arc<AppState>) -> ExtAuthzRunning {
+        ExtAuthzRunning(self.bound.map(|(listener, mut stop)| {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::spawn(ext_authz::serve(state.clone(), listener, stopped))
+        }))
+    }
+}
+
+impl ExtAuthzRunning {
+    /// Waits for the gRPC server to finish its in-flight calls after the shutdown.
+    pub(crate) async fn finish(self) -> anyhow::Result<()> {
+        match self.0 {
+            Some(task) => task
+                .await
+                .map_err(|e| anyhow::anyhow!("ext_authz server task: {e}"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Binds the ext_authz port when configured, and shares `shutdown` between the HTTP
+/// server (the returned future) and the gRPC server.
+async fn with_ext_authz(
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(
+    impl std::future::Future<Output = ()> + Send + 'static,
+    ExtAuthzStart,
+)> {
+    let listener = match &config.ext_authz {
+        Some(c) => Some(ext_authz::bind(c).await?),
+        None => None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    Ok((
+        shutdown,
+        ExtAuthzStart {
+            bound: listener.map(|l| (l, stopped)),
+        },
+    ))
 }
 
 /// How long shutdown waits for the decision log uploader to send what is buffered.
@@ -242,22 +313,27 @@ async fn finish(state: &AppState) {
 /// are installed before the address is announced: a supervisor that sends SIGHUP or
 /// SIGTERM as soon as the server is up must never hit the default action (which
 /// terminates the process).
+/// The ext_authz port (when configured) is bound and announced before the HTTP address, so
+/// a client that read the HTTP address finds both.
 async fn listen(
     addr: SocketAddr,
     origin: &BundleOrigin,
+    config: &Config,
 ) -> anyhow::Result<(
     tokio::net::TcpListener,
     impl std::future::Future<Output = ()> + Send + 'static,
+    ExtAuthzStart,
 )> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
+    let (shutdown, ext_authz) = with_ext_authz(config, shutdown).await?;
     // Scripts and tests read this line to learn the port.
     println!("listening on http://{local}");
     tracing::info!(%local, bundle = %origin, "sark serve started");
-    Ok((listener, shutdown))
+    Ok((listener, shutdown, ext_authz))
 }
 
 /// The server's background tasks: reload triggers, memory release, data catch-up; and the

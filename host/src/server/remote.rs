@@ -88,7 +88,7 @@ pub async fn serve_remote(mut start: RemoteStart, addr: SocketAddr) -> anyhow::R
             }
         }
     }
-    let (listener, shutdown) = super::listen(addr, &origin).await?;
+    let (listener, shutdown, ext_authz) = super::listen(addr, &origin, &start.config).await?;
     // SIGHUP asks the service now, from the start (its default action would end the process).
     #[cfg(unix)]
     {
@@ -170,6 +170,7 @@ pub async fn serve_remote(mut start: RemoteStart, addr: SocketAddr) -> anyhow::R
     let _ = serving.set(state.clone());
     super::start_background(&state, &changes)?;
     door.open(router(state.clone()));
+    let grpc = ext_authz.start(&state);
     loop {
         tokio::select! {
             arrival = arrivals.recv() => {
@@ -182,6 +183,7 @@ pub async fn serve_remote(mut start: RemoteStart, addr: SocketAddr) -> anyhow::R
             }
         }
     }
+    grpc.finish().await?;
     super::finish(&state).await;
     Ok(())
 }

@@ -11,6 +11,8 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub http: reqwest::blocking::Client,
+    /// The ext_authz gRPC address (`host:port`), when the configuration turns it on.
+    pub ext_authz: Option<String>,
 }
 
 impl Drop for Server {
@@ -76,10 +78,14 @@ impl Server {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut ext_authz = None;
         let base = loop {
             let line = lines.next().expect("server printed its address").unwrap();
             if let Some(addr) = line.strip_prefix("listening on ") {
                 break addr.to_string();
+            }
+            if let Some(addr) = line.strip_prefix("ext_authz listening on ") {
+                ext_authz = Some(addr.to_string());
             }
         };
         // Keep draining stdout (the decision log may write there).
@@ -88,6 +94,7 @@ impl Server {
             child,
             base,
             http: reqwest::blocking::Client::new(),
+            ext_authz,
         }
     }
 
