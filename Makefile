@@ -86,6 +86,7 @@ bench: bundle cluster-deps python-wheel
 	$(CARGO) bench -p sark --bench cache
 	$(CARGO) bench -p sark --bench evaluate
 	bench/load.sh
+	bench/ext_authz.sh
 	python3 bench/cluster.py $(SARK) $(BUNDLE)
 	python3 bench/data.py $(SARK)
 	python3 bench/slowloris.py $(SARK) $(BUNDLE)

@@ -466,18 +466,7 @@ fn decisions_are_logged_and_cached() {
         ),
         "repeated decisions are cache hits:\n{metrics}"
     );
-    let read = || -> Vec<Value> {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    eventually(
-        std::time::Duration::from_secs(10),
-        "three decision log lines",
-        || read().len() >= 3,
-    );
-    let lines = read();
+    let lines = logged_decisions(&log, 3);
     let first = &lines[0];
     assert_eq!(first["input"]["subject"]["id"], "alice", "{first}");
     assert_eq!(first["input"]["context"], json!({}), "{first}");

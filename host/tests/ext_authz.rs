@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, 
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -316,18 +316,7 @@ fn health_service_and_decision_log() {
             .into_inner();
         assert_eq!(status_code(&r), 0);
     });
-    let read = || -> Vec<Value> {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    eventually(
-        std::time::Duration::from_secs(10),
-        "the decision in the log",
-        || !read().is_empty(),
-    );
-    let event = &read()[0];
+    let event = &logged_decisions(&log, 1)[0];
     assert_eq!(
         event["input"]["parsed_path"],
         json!(["public", "a b"]),

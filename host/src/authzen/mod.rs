@@ -28,6 +28,9 @@ pub enum AuthzenError {
     /// The policy failed or answered something that is not a decision (HTTP 500).
     #[error("{0}")]
     Internal(String),
+    /// No such endpoint (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
     /// The body exceeds the size limit (HTTP 413).
     #[error("{0}")]
     TooLarge(String),

@@ -3,10 +3,16 @@
 //! `parsed_body`, `version`), and the decision (a boolean, or an object with `allowed`,
 //! `headers`, `body`, `http_status`, …) becomes the `CheckResponse`. The gRPC server is
 //! `server::ext_authz`.
+//!
+//! [`check_input`] builds the input (`input`; its body fields in `body`),
+//! [`check_response`] reads the decision, and [`dry_run`], [`with_decision_id`] and
+//! [`request_parse_error_response`] are the plugin's last touches (`response`).
 
-mod mapping;
+mod body;
+mod input;
+mod response;
 
-pub use mapping::{
-    CheckOutcome, check_input, check_response, dry_run, request_parse_error_response,
-    with_decision_id,
+pub use input::check_input;
+pub use response::{
+    CheckOutcome, check_response, dry_run, request_parse_error_response, with_decision_id,
 };

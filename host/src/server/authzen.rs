@@ -8,8 +8,8 @@ use super::{AppState, decide};
 use crate::authzen::{self, AuthzenError, Batch, Policy, SearchKind};
 use crate::decide::DecisionRequest;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -54,39 +54,25 @@ pub async fn evaluations(
     })
 }
 
-/// `POST /access/v1/search/subject`.
-pub async fn search_subject(
-    state: State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    search(state, headers, body, SearchKind::Subject)
-}
-
-/// `POST /access/v1/search/resource`.
-pub async fn search_resource(
-    state: State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    search(state, headers, body, SearchKind::Resource)
-}
-
-/// `POST /access/v1/search/action`.
-pub async fn search_action(
-    state: State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    search(state, headers, body, SearchKind::Action)
-}
-
-fn search(
+/// `POST /access/v1/search/{subject,resource,action}`.
+pub async fn search(
     State(state): State<Arc<AppState>>,
+    Path(kind): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    kind: SearchKind,
 ) -> Response {
+    let kind = match kind.as_str() {
+        "subject" => SearchKind::Subject,
+        "resource" => SearchKind::Resource,
+        "action" => SearchKind::Action,
+        _ => {
+            return answer(&headers, || {
+                Err(AuthzenError::NotFound(format!(
+                    "no search of `{kind}`: subject, resource or action"
+                )))
+            });
+        }
+    };
     answer(&headers, || {
         let mut body = parse(&headers, body)?;
         let search =
@@ -189,6 +175,7 @@ fn answer(headers: &HeaderMap, f: impl FnOnce() -> Result<Value, AuthzenError>) 
         Ok(body) => super::respond::json_text(StatusCode::OK, body.to_string()),
         Err(AuthzenError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, m),
         Err(AuthzenError::TooLarge(m)) => text(StatusCode::PAYLOAD_TOO_LARGE, m),
+        Err(AuthzenError::NotFound(m)) => text(StatusCode::NOT_FOUND, m),
         Err(AuthzenError::Internal(m)) => {
             tracing::warn!(error = %m, "AuthZEN evaluation failed");
             text(StatusCode::INTERNAL_SERVER_ERROR, m)

@@ -185,9 +185,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/access/v1/evaluation", post(authzen::evaluation))
         .route("/access/v1/evaluations", post(authzen::evaluations))
-        .route("/access/v1/search/subject", post(authzen::search_subject))
-        .route("/access/v1/search/resource", post(authzen::search_resource))
-        .route("/access/v1/search/action", post(authzen::search_action))
+        .route("/access/v1/search/{kind}", post(authzen::search))
         .route(
             "/.well-known/authzen-configuration",
             get(authzen::configuration),

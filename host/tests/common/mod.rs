@@ -105,6 +105,22 @@ pub fn samples() -> Vec<(PathBuf, &'static str)> {
     v
 }
 
+/// The decision log file's records once it has at least `n` (waits up to 10 s).
+pub fn logged_decisions(log: &Path, n: usize) -> Vec<serde_json::Value> {
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let what = format!("{n} records in the decision log {}", log.display());
+    eventually(std::time::Duration::from_secs(10), &what, || {
+        read().len() >= n
+    });
+    read()
+}
+
 /// Parses JSON output.
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
