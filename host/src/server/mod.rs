@@ -218,7 +218,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Serves until SIGTERM or ctrl-c, then finishes in-flight requests.
 pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()> {
-    let (listener, shutdown, ext_authz) = listen(addr, &state.origin, &state.config).await?;
+    let (listener, shutdown, ext_authz, hangup) =
+        listen(addr, &state.origin, &state.config).await?;
     let (changes, reports) = tokio::sync::watch::channel(0);
     let reported = state.clone();
     management::spawn_status_reports(
@@ -227,6 +228,7 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> anyhow::Result<()>
         reports,
     )?;
     start_background(&state, &changes)?;
+    reload::spawn_watchers(state.clone(), hangup)?;
     let grpc = ext_authz.start(&state);
     let config = state.config.server.clone();
     connections::serve(listener, router(state.clone()), &config, shutdown).await?;
@@ -312,7 +314,8 @@ async fn finish(state: &AppState) {
 /// SIGTERM as soon as the server is up must never hit the default action (which
 /// terminates the process).
 /// The ext_authz port (when configured) is bound and announced before the HTTP address, so
-/// a client that read the HTTP address finds both.
+/// a client that read the HTTP address finds both; SIGHUP's handler is installed before it
+/// too (its default action ends the process) and handed back for the caller to serve.
 async fn listen(
     addr: SocketAddr,
     origin: &BundleOrigin,
@@ -321,17 +324,37 @@ async fn listen(
     tokio::net::TcpListener,
     impl std::future::Future<Output = ()> + Send + 'static,
     ExtAuthzStart,
+    Hangup,
 )> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
+    let hangup = hangup_signal()?;
     let (shutdown, ext_authz) = with_ext_authz(config, shutdown).await?;
     // Scripts and tests read this line to learn the port.
     println!("listening on http://{local}");
     tracing::info!(%local, bundle = %origin, "sark serve started");
-    Ok((listener, shutdown, ext_authz))
+    Ok((listener, shutdown, ext_authz, hangup))
+}
+
+/// SIGHUP, installed (so a SIGHUP reloads rather than ends the process) but not yet served.
+#[cfg(unix)]
+pub(crate) type Hangup = tokio::signal::unix::Signal;
+/// No SIGHUP off Unix.
+#[cfg(not(unix))]
+pub(crate) type Hangup = ();
+
+#[cfg(unix)]
+fn hangup_signal() -> anyhow::Result<Hangup> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> anyhow::Result<Hangup> {
+    Ok(())
 }
 
 /// The server's background tasks: reload triggers, memory release, data catch-up; and the
@@ -347,7 +370,6 @@ fn start_background(
     if state.admin_token.is_none() {
         eprintln!("admin API off: no server.admin_token or SARK_ADMIN_TOKEN");
     }
-    reload::spawn_watchers(state.clone())?;
     // Hostile or heavy decisions on the native path allocate and free a lot between reloads;
     // hand the free pages back every 10 s so resident memory tracks what is in use.
     tokio::spawn(async {

@@ -233,9 +233,9 @@ fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Starts the file watcher (polling) and the SIGHUP handler. The handler is installed
-/// before this returns, so a SIGHUP sent right after start reloads rather than kills.
-pub fn spawn_watchers(state: Arc<AppState>) -> anyhow::Result<()> {
+/// Starts the file watcher (polling) and serves SIGHUP (`hangup`, installed before the
+/// address was announced, so a SIGHUP sent right after start reloads rather than kills).
+pub fn spawn_watchers(state: Arc<AppState>, hangup: super::Hangup) -> anyhow::Result<()> {
     let poll = state.config.server.reload_poll_ms;
     if let (true, super::BundleOrigin::File(path)) = (poll > 0, &state.origin) {
         let path = path.clone();
@@ -254,12 +254,11 @@ pub fn spawn_watchers(state: Arc<AppState>) -> anyhow::Result<()> {
             }
         });
     }
-    // A server fed by a bundle service installed its SIGHUP handler before it waited for
-    // its first bundle (`remote::serve_remote`).
+    #[cfg(not(unix))]
+    let () = hangup;
     #[cfg(unix)]
-    if state.remote().is_none() {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))?;
+    {
+        let mut hup = hangup;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 let _ = reload(&state, "SIGHUP").await;

@@ -88,12 +88,15 @@ pub async fn serve_remote(mut start: RemoteStart, addr: SocketAddr) -> anyhow::R
             }
         }
     }
-    let (listener, shutdown, ext_authz) = super::listen(addr, &origin, &start.config).await?;
-    // SIGHUP asks the service now, from the start (its default action would end the process).
+    let (listener, shutdown, ext_authz, hangup) =
+        super::listen(addr, &origin, &start.config).await?;
+    // SIGHUP asks the service now, from the start (its handler was installed before the
+    // address was announced).
+    #[cfg(not(unix))]
+    let () = hangup;
     #[cfg(unix)]
     {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))?;
+        let mut hup = hangup;
         let remote = remote.clone();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
