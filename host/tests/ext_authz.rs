@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, 
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use envoy_types::pb::google::protobuf::value::Kind;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -142,7 +143,13 @@ fn boolean_decisions_allow_and_deny() {
             .as_ref()
             .and_then(|m| m.fields.get("decision_id"))
             .expect("decision_id in the dynamic metadata");
-        assert!(format!("{id:?}").len() > 20);
+        let Some(Kind::StringValue(id)) = &id.kind else {
+            panic!("decision_id is a string: {id:?}")
+        };
+        assert!(
+            uuid::Uuid::parse_str(id).is_ok(),
+            "decision_id {id} is a UUID"
+        );
     });
     let metrics = s.metrics();
     assert!(

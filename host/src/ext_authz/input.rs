@@ -379,6 +379,7 @@ fn put_string_map(m: &mut Map<String, Value>, key: &str, value: &HashMap<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ext_authz::test_values::{pb_number, pb_string};
     use envoy_types::pb::envoy::config::core::v3::HeaderValue;
     use envoy_types::pb::envoy::service::auth::v3::attribute_context::TlsSession;
 
@@ -409,18 +410,6 @@ mod tests {
                 }),
                 ..Default::default()
             }),
-        }
-    }
-
-    fn pb_string(s: &str) -> pb::Value {
-        pb::Value {
-            kind: Some(Kind::StringValue(s.to_owned())),
-        }
-    }
-
-    fn pb_number(n: f64) -> pb::Value {
-        pb::Value {
-            kind: Some(Kind::NumberValue(n)),
         }
     }
 

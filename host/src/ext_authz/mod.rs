@@ -16,3 +16,21 @@ pub use input::check_input;
 pub use response::{
     CheckOutcome, check_response, dry_run, request_parse_error_response, with_decision_id,
 };
+
+/// Protobuf values for the unit tests of the modules.
+#[cfg(test)]
+mod test_values {
+    use envoy_types::pb::google::protobuf::{self as pb, value::Kind};
+
+    pub(super) fn pb_string(s: &str) -> pb::Value {
+        pb::Value {
+            kind: Some(Kind::StringValue(s.to_owned())),
+        }
+    }
+
+    pub(super) fn pb_number(n: f64) -> pb::Value {
+        pb::Value {
+            kind: Some(Kind::NumberValue(n)),
+        }
+    }
+}

@@ -420,19 +420,8 @@ fn http_status(d: &Map<String, Value>) -> Result<i32, String> {
 mod tests {
     use super::*;
     use crate::ext_authz::input::struct_json;
+    use crate::ext_authz::test_values::{pb_number, pb_string};
     use serde_json::json;
-
-    fn pb_string(s: &str) -> pb::Value {
-        pb::Value {
-            kind: Some(Kind::StringValue(s.to_owned())),
-        }
-    }
-
-    fn pb_number(n: f64) -> pb::Value {
-        pb::Value {
-            kind: Some(Kind::NumberValue(n)),
-        }
-    }
 
     #[test]
     fn undefined_is_an_error() {
