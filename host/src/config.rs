@@ -45,6 +45,9 @@ pub struct Config {
     pub authzen: AuthzenConfig,
     /// Envoy's external authorization (gRPC `Check`) on a port of its own; absent: off.
     pub ext_authz: Option<ExtAuthzConfig>,
+    /// OPA's `default_authorization_decision`: the rule `server.authorization: basic` asks
+    /// about every request. Default `/system/authz/allow`.
+    pub default_authorization_decision: String,
 }
 
 /// The OpenID AuthZEN Authorization API 1.0 of `sark serve`.
@@ -143,6 +146,7 @@ impl Default for Config {
             labels: BTreeMap::new(),
             authzen: AuthzenConfig::default(),
             ext_authz: None,
+            default_authorization_decision: "/system/authz/allow".into(),
         }
     }
 }
@@ -234,6 +238,111 @@ pub struct ServerConfig {
     /// the file descriptors a production process is given, far above what a gateway's pool
     /// of keep-alive connections needs.
     pub max_connections: usize,
+    /// Evaluations run at once (cache hits are not evaluations). Default twice the cores:
+    /// evaluations are CPU-bound, and past the pool of instances (also twice the cores) more
+    /// of them only queue inside the pool and make every one slower.
+    pub max_concurrent_evaluations: Option<usize>,
+    /// Evaluations that may wait for a slot, in arrival order; one more is refused at once
+    /// with 503 and `Retry-After`. Default four times `max_concurrent_evaluations`: a short
+    /// queue absorbs a burst, and the wait it adds stays a few evaluations long.
+    pub max_queued_evaluations: Option<usize>,
+    /// Longest wait in that queue, in ms; past it, 503. Default 100: a request the server
+    /// cannot start within this is better retried on another instance.
+    pub queue_timeout_ms: u64,
+    /// TLS: the server's certificate chain (PEM), as OPA's `--tls-cert-file`. With
+    /// `tls_private_key_file`, the HTTP port serves HTTPS only.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// TLS: the certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1), as OPA's
+    /// `--tls-private-key-file`.
+    pub tls_private_key_file: Option<std::path::PathBuf>,
+    /// TLS: the CA certificates (PEM) client certificates must chain to, as OPA's
+    /// `--tls-ca-cert-file`; required by `authentication: tls`.
+    pub tls_ca_cert_file: Option<std::path::PathBuf>,
+    /// How often the TLS files are read again, in ms: a change (of their content) applies to
+    /// the next connection, a broken file keeps the last good ones. Default 1,000 (OPA
+    /// watches the files; `--tls-cert-refresh-period` polls them instead).
+    pub tls_refresh_ms: u64,
+    /// Lowest TLS version accepted: `1.2` (default, OPA's) or `1.3`.
+    pub min_tls_version: String,
+    /// Who the client is, as OPA's `--authentication`: `off` (default), `token` (the
+    /// `Authorization: Bearer` token becomes `input.identity` of the authorization policy)
+    /// or `tls` (a client certificate verified against `tls_ca_cert_file` is required; its
+    /// subject becomes `input.identity`).
+    pub authentication: Authentication,
+    /// Whether each request is allowed, as OPA's `--authorization`: `off` (default) or
+    /// `basic` (the rule `default_authorization_decision` decides; 401 unless it is true).
+    pub authorization: Authorization,
+}
+
+/// OPA's `--authentication`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Authentication {
+    /// No identity.
+    #[default]
+    Off,
+    /// The bearer token.
+    Token,
+    /// The client certificate.
+    Tls,
+}
+
+/// OPA's `--authorization`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Authorization {
+    /// Every request is allowed.
+    #[default]
+    Off,
+    /// The authorization policy decides.
+    Basic,
+}
+
+impl ServerConfig {
+    /// `max_concurrent_evaluations`, or its default (twice the cores).
+    pub fn concurrent_evaluations(&self) -> usize {
+        self.max_concurrent_evaluations.unwrap_or_else(|| {
+            2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        })
+    }
+
+    /// Checks that the TLS and authentication settings fit together.
+    pub fn validate_security(&self) -> Result<(), String> {
+        match (&self.tls_cert_file, &self.tls_private_key_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(
+                    "server.tls_cert_file and server.tls_private_key_file go together (--tls-cert-file, --tls-private-key-file)"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if !matches!(self.min_tls_version.as_str(), "1.2" | "1.3") {
+            return Err(format!(
+                "server.min_tls_version must be 1.2 or 1.3, got `{}`",
+                self.min_tls_version
+            ));
+        }
+        if self.authentication == Authentication::Tls
+            && (self.tls_cert_file.is_none() || self.tls_ca_cert_file.is_none())
+        {
+            return Err(
+                "authentication tls needs a server certificate and the CA of the client certificates (--tls-cert-file, --tls-private-key-file, --tls-ca-cert-file)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `max_queued_evaluations`, or its default (four times the concurrent evaluations).
+    pub fn queued_evaluations(&self) -> usize {
+        self.max_queued_evaluations
+            .unwrap_or_else(|| 4 * self.concurrent_evaluations())
+    }
 }
 
 impl Default for ServerConfig {
@@ -248,6 +357,16 @@ impl Default for ServerConfig {
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             max_connections: 10_000,
+            max_concurrent_evaluations: None,
+            max_queued_evaluations: None,
+            queue_timeout_ms: 100,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            tls_ca_cert_file: None,
+            tls_refresh_ms: 1000,
+            min_tls_version: "1.2".into(),
+            authentication: Authentication::Off,
+            authorization: Authorization::Off,
         }
     }
 }
@@ -502,6 +621,10 @@ impl Config {
             if pct > 100 {
                 return Err(format!("{name} must be between 0 and 100, got {pct}"));
             }
+        }
+        self.server.validate_security()?;
+        if self.server.max_concurrent_evaluations == Some(0) {
+            return Err("server.max_concurrent_evaluations must be at least 1".into());
         }
         if self.limits.eval_timeout_ms == 0 {
             return Err("limits.eval_timeout_ms must be at least 1".into());

@@ -70,6 +70,17 @@ pub enum EvalError {
     /// The input was refused before evaluation (size limit).
     #[error("input refused: {0}")]
     InputRefused(String),
+    /// The server refused to start the evaluation: its bound on concurrent evaluations was
+    /// reached and its queue was full, or the wait in the queue ran out. Retryable.
+    #[error(
+        "server overloaded: {limit} evaluations running (server.max_concurrent_evaluations) and {reason}; retry later"
+    )]
+    Overloaded {
+        /// The configured bound.
+        limit: usize,
+        /// `the queue is full` or `the wait in the queue ran out`.
+        reason: &'static str,
+    },
 }
 
 impl EvalError {
@@ -84,6 +95,7 @@ impl EvalError {
             EvalError::Trap(_) => "trap",
             EvalError::Instance(_) => "instance",
             EvalError::InputRefused(_) => "input_refused",
+            EvalError::Overloaded { .. } => "overloaded",
         }
     }
 

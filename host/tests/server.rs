@@ -879,3 +879,89 @@ fn slow_idle_and_excess_connections_are_closed_while_decisions_go_on() {
         assert!(again.elapsed() < Duration::from_secs(5));
     }
 }
+
+#[test]
+fn evaluations_beyond_the_bound_are_shed_with_503_while_cache_hits_are_answered() {
+    let dir = scratch("server-admission");
+    let bundle = dir.join("hostile.wasm");
+    build(&fixture("hostile"), &bundle, &["-e", "hostile/fine"]);
+    // One evaluation at a time and no queue: while `spin` holds the slot (up to its
+    // budget), every other evaluation is refused at once.
+    let config = write_config(
+        &dir,
+        "limits: { eval_timeout_ms: 300, request_timeout_ms: 1500, native_timeout_ms: 1500 }
+server:
+  max_concurrent_evaluations: 1
+  max_queued_evaluations: 0
+  gateway_entrypoint: data.hostile.fine
+",
+    );
+    let s = Server::start(&bundle, Some(&config), &[], None);
+    // A decision that is cached before the overload.
+    let cached = r#"{"input": {"user": {"id": "cached"}}}"#;
+    assert_eq!(s.post("/v1/data/hostile/fine", cached).0, 200);
+
+    let base = s.base.clone();
+    let spinner = std::thread::spawn(move || {
+        reqwest::blocking::Client::new()
+            .post(format!("{base}/v1/data/hostile/spin"))
+            .body("{}")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    // Misses (a new input each time) until one is refused, while `spin` runs.
+    let mut refused = None;
+    for n in 0.. {
+        if spinner.is_finished() {
+            break;
+        }
+        let resp = s
+            .http
+            .post(format!("{}/v1/data/hostile/fine", s.base))
+            .body(json!({"input": {"n": n}}).to_string())
+            .send()
+            .unwrap();
+        if resp.status().as_u16() == 503 {
+            let retry = resp.headers().get("retry-after").cloned();
+            refused = Some((retry, resp.json::<Value>().unwrap()));
+            break;
+        }
+    }
+    let (retry, body) = refused.expect("a miss was refused while the only slot was busy");
+    assert_eq!(retry.unwrap(), "1");
+    assert_eq!(body["code"], "server_overloaded", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_concurrent_evaluations"),
+        "{body}"
+    );
+    // A cache hit needs no slot; the gateway fails closed with 503.
+    let (code, body) = s.post("/v1/data/hostile/fine", cached);
+    assert_eq!((code, &body["result"]), (200, &json!(true)), "{body}");
+    let resp = s
+        .http
+        .post(format!("{}/api/v1/gateway/authorize", s.base))
+        .body(json!({"tool_name": "x", "user": {"id": "gw"}}).to_string())
+        .send()
+        .unwrap();
+    // Still spinning after the answer came back: the slot was busy all along.
+    if !spinner.is_finished() {
+        assert_eq!(resp.status().as_u16(), 503);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        assert_eq!(resp.json::<Value>().unwrap()["allow"], false);
+    }
+    assert_eq!(spinner.join().unwrap(), 500, "spin ends with its budget");
+    // The slot is free again.
+    let (code, body) = s.post("/v1/data/hostile/fine", r#"{"input": {"n": "after"}}"#);
+    assert_eq!((code, &body["result"]), (200, &json!(true)), "{body}");
+    let metrics = s.metrics();
+    let shed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("evaluations_shed_total "))
+        .expect("the shed counter is exported");
+    assert!(shed.parse::<u64>().unwrap() >= 1, "{metrics}");
+}

@@ -53,7 +53,8 @@ pub fn eval_error(e: EvalError) -> PyErr {
         EvalError::Policy(PolicyError::LimitExceeded(_))
         | EvalError::Deadline { .. }
         | EvalError::MemoryCap { .. }
-        | EvalError::StackOverflow => LimitExceeded::new_err(message),
+        | EvalError::StackOverflow
+        | EvalError::Overloaded { .. } => LimitExceeded::new_err(message),
         EvalError::Policy(PolicyError::Bundle(_)) => BundleError::new_err(message),
         EvalError::Policy(PolicyError::Compile { .. } | PolicyError::Evaluation(_))
         | EvalError::Trap(_)

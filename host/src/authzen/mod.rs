@@ -34,10 +34,27 @@ pub enum AuthzenError {
     /// The body exceeds the size limit (HTTP 413).
     #[error("{0}")]
     TooLarge(String),
+    /// The server sheds load: retry later (HTTP 503 with `Retry-After`).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl AuthzenError {
+    /// The HTTP status the specification gives this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthzenError::BadRequest(_) => 400,
+            AuthzenError::Internal(_) => 500,
+            AuthzenError::NotFound(_) => 404,
+            AuthzenError::TooLarge(_) => 413,
+            AuthzenError::Unavailable(_) => 503,
+        }
+    }
 }
 
 /// A decision function: evaluates `entrypoint` on `input` with `user_key` for the rollout
-/// buckets, and returns the result (`None`: undefined) or why it failed.
+/// buckets, and returns the result (`None`: undefined) or why it failed (a policy error is
+/// [`AuthzenError::Internal`], shed load [`AuthzenError::Unavailable`]).
 pub trait Decide {
     /// One decision.
     fn decide(
@@ -45,19 +62,19 @@ pub trait Decide {
         entrypoint: &str,
         input: &Value,
         user_key: &str,
-    ) -> Result<Option<Value>, String>;
+    ) -> Result<Option<Value>, AuthzenError>;
 }
 
 impl<F> Decide for F
 where
-    F: FnMut(&str, &Value, &str) -> Result<Option<Value>, String>,
+    F: FnMut(&str, &Value, &str) -> Result<Option<Value>, AuthzenError>,
 {
     fn decide(
         &mut self,
         entrypoint: &str,
         input: &Value,
         user_key: &str,
-    ) -> Result<Option<Value>, String> {
+    ) -> Result<Option<Value>, AuthzenError> {
         self(entrypoint, input, user_key)
     }
 }
@@ -81,9 +98,7 @@ impl Policy {
         decide: &mut impl Decide,
         evaluation: &Evaluation,
     ) -> Result<Value, AuthzenError> {
-        let result = decide
-            .decide(&self.entrypoint, &evaluation.input(), evaluation.user_key())
-            .map_err(AuthzenError::Internal)?;
+        let result = decide.decide(&self.entrypoint, &evaluation.input(), evaluation.user_key())?;
         decision_of(result.as_ref()).map_err(AuthzenError::Internal)
     }
 
@@ -101,7 +116,7 @@ impl Policy {
             let decision = match item {
                 Ok(e) => self
                     .evaluate(decide, e)
-                    .unwrap_or_else(|err| failed(500, &err.to_string())),
+                    .unwrap_or_else(|err| failed(err.status(), &err.to_string())),
                 Err(message) => failed(400, message),
             };
             let permitted = decision["decision"] == Value::Bool(true);
@@ -127,13 +142,11 @@ impl Policy {
             Some(token) => page::offset(token, identity).map_err(AuthzenError::BadRequest)?,
             None => 0,
         };
-        let listed = decide
-            .decide(
-                &self.candidates,
-                &search.candidates_input(),
-                user_key_of(search),
-            )
-            .map_err(AuthzenError::Internal)?;
+        let listed = decide.decide(
+            &self.candidates,
+            &search.candidates_input(),
+            user_key_of(search),
+        )?;
         let candidates = self.candidates_of(search, listed)?;
         let mut results = Vec::new();
         for candidate in candidates {

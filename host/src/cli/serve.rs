@@ -29,12 +29,86 @@ pub struct Args {
     /// this Ed25519 public key (SPKI PEM).
     #[arg(long)]
     verification_key: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM); with --tls-private-key-file
+    /// (server.tls_cert_file). Reloaded when the file changes.
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM) (server.tls_private_key_file).
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to, for
+    /// --authentication=tls (server.tls_ca_cert_file).
+    #[arg(long)]
+    tls_ca_cert_file: Option<PathBuf>,
+    /// How often the TLS files are read again, e.g. `30s`, `1m`, `500ms`
+    /// (server.tls_refresh_ms, default 1s).
+    #[arg(long, value_parser = parse_period)]
+    tls_cert_refresh_period: Option<u64>,
+    /// Lowest TLS version accepted: 1.2 or 1.3 (server.min_tls_version, default 1.2).
+    #[arg(long)]
+    min_tls_version: Option<String>,
+    /// Who the client is, for the authorization policy: off, token (bearer token) or tls
+    /// (client certificate) (server.authentication, default off).
+    #[arg(long, value_enum)]
+    authentication: Option<crate::config::Authentication>,
+    /// basic: every request must be allowed by the rule default_authorization_decision
+    /// (`/system/authz/allow`) of the bundle (server.authorization, default off).
+    #[arg(long, value_enum)]
+    authorization: Option<crate::config::Authorization>,
+}
+
+/// A period as OPA writes it (`500ms`, `30s`, `5m`, `1h`), in ms.
+fn parse_period(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit (ms, s, m or h)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a number"))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("`{text}`: the unit must be ms, s, m or h")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too long a period"))
+}
+
+impl Args {
+    /// The TLS and authentication flags, over the configuration's `server` keys.
+    fn apply_security_flags(&self, server: &mut crate::config::ServerConfig) -> Result<()> {
+        let path = |flag: &Option<PathBuf>, key: &mut Option<PathBuf>| {
+            if let Some(p) = flag {
+                *key = Some(p.clone());
+            }
+        };
+        path(&self.tls_cert_file, &mut server.tls_cert_file);
+        path(&self.tls_private_key_file, &mut server.tls_private_key_file);
+        path(&self.tls_ca_cert_file, &mut server.tls_ca_cert_file);
+        if let Some(ms) = self.tls_cert_refresh_period {
+            server.tls_refresh_ms = ms;
+        }
+        if let Some(v) = &self.min_tls_version {
+            server.min_tls_version = v.clone();
+        }
+        if let Some(a) = self.authentication {
+            server.authentication = a;
+        }
+        if let Some(a) = self.authorization {
+            server.authorization = a;
+        }
+        server.validate_security().map_err(anyhow::Error::msg)
+    }
 }
 
 impl Args {
     /// Loads the bundles, starts the server and serves until SIGTERM or ctrl-c.
     pub fn run(self) -> Result<ExitCode> {
-        let config = load_config(self.config.as_deref())?;
+        let mut config = load_config(self.config.as_deref())?;
+        self.apply_security_flags(&mut config.server)?;
         let key = verification_key(self.verification_key.as_deref())?;
         let addr: std::net::SocketAddr = self
             .addr

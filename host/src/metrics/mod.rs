@@ -98,6 +98,7 @@ pub struct Metrics {
     canary_disagreements: Family<Labels, Counter>,
     decision_log_dropped: Counter,
     decision_logs_dropped: Counter,
+    evaluations_shed: Counter,
     fail_closed: Family<Labels, Counter>,
     cache_ops: Family<Labels, Counter>,
     shared_cache_get: Histogram,
@@ -212,6 +213,12 @@ impl Metrics {
             "Decision events dropped from the upload buffer (decision_logs.reporting.buffer_size_limit_bytes) or too large for one upload",
             decision_logs_dropped.clone(),
         );
+        let evaluations_shed = Counter::default();
+        registry.register(
+            "evaluations_shed",
+            "Evaluations refused with 503 because server.max_concurrent_evaluations were running and the queue was full or its wait ran out",
+            evaluations_shed.clone(),
+        );
         let shared_cache_get = Histogram::new(exponential_buckets(1e-5, 2.0, 16));
         registry.register(
             "shared_cache_lookup_duration_seconds",
@@ -322,6 +329,7 @@ impl Metrics {
             canary_disagreements,
             decision_log_dropped,
             decision_logs_dropped,
+            evaluations_shed,
             fail_closed,
             cache_ops,
             shared_cache_get,
@@ -478,6 +486,11 @@ impl Metrics {
     /// Counts `n` decision events dropped by the uploader.
     pub fn decision_logs_dropped(&self, n: u64) {
         self.decision_logs_dropped.inc_by(n);
+    }
+
+    /// Counts an evaluation refused by the server's admission bound.
+    pub fn evaluation_shed(&self) {
+        self.evaluations_shed.inc();
     }
 
     /// Encodes everything in the Prometheus text format, after refreshing the gauges and

@@ -21,7 +21,8 @@ use subtle::ConstantTimeEq;
 fn path_health(state: &AppState, path: PathKind) -> Result<(), String> {
     let mut probe = DecisionRequest::query("true", None);
     probe.force_path = Some(path);
-    match resolve(&state.service, &probe, None) {
+    // Not admitted: a probe must answer when the server sheds load.
+    match resolve(&state.service, None, &probe, None) {
         Err(e) if e.is_component_failure() => Err(e.to_string()),
         _ => Ok(()),
     }

@@ -7,6 +7,7 @@
 use super::{AppState, decide};
 use crate::authzen::{self, AuthzenError, Batch, Policy, SearchKind};
 use crate::decide::DecisionRequest;
+use crate::evaluator::EvalError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -124,16 +125,21 @@ fn policy(state: &AppState) -> Policy {
 
 /// Decisions through the server's one door: an id, the cache, the flags (bucketed by the
 /// subject's id), the canary, the metrics and the decision log.
-fn decider(state: &AppState) -> impl FnMut(&str, &Value, &str) -> Result<Option<Value>, String> {
+fn decider(
+    state: &AppState,
+) -> impl FnMut(&str, &Value, &str) -> Result<Option<Value>, AuthzenError> {
     move |entrypoint, input, user_key| {
         let mut req = DecisionRequest::new(entrypoint, Some(input));
         req.user_key = Some(user_key);
-        let decision = decide(state, &req).outcome.map_err(|e| e.to_string())?;
+        let decision = decide(state, &req).outcome.map_err(|e| match e {
+            EvalError::Overloaded { .. } => AuthzenError::Unavailable(e.to_string()),
+            e => AuthzenError::Internal(e.to_string()),
+        })?;
         match decision.result.as_deref() {
             None => Ok(None),
-            Some(text) => serde_json::from_str(text)
-                .map(Some)
-                .map_err(|e| format!("the policy's result is not JSON: {e}")),
+            Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
+                AuthzenError::Internal(format!("the policy's result is not JSON: {e}"))
+            }),
         }
     }
 }
@@ -176,6 +182,9 @@ fn answer(headers: &HeaderMap, f: impl FnOnce() -> Result<Value, AuthzenError>) 
         Err(AuthzenError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, m),
         Err(AuthzenError::TooLarge(m)) => text(StatusCode::PAYLOAD_TOO_LARGE, m),
         Err(AuthzenError::NotFound(m)) => text(StatusCode::NOT_FOUND, m),
+        Err(AuthzenError::Unavailable(m)) => {
+            super::respond::overloaded(text(StatusCode::SERVICE_UNAVAILABLE, m))
+        }
         Err(AuthzenError::Internal(m)) => {
             tracing::warn!(error = %m, "AuthZEN evaluation failed");
             text(StatusCode::INTERNAL_SERVER_ERROR, m)

@@ -2,10 +2,12 @@
 //! `server.max_connections` connections are served at once (one more is closed on accept);
 //! a request's head must arrive within `server.header_timeout_ms` of the connection's start
 //! or of the previous response (slowloris and idle keep-alive connections are closed); its
-//! body within `server.body_timeout_ms` ([`body_deadline`]). On shutdown, in-flight requests
-//! finish and idle connections close.
+//! body within `server.body_timeout_ms` ([`body_deadline`]). With TLS, the handshake is
+//! part of the header timeout. On shutdown, in-flight requests finish and idle connections
+//! close.
 
 use super::respond::opa_error;
+use super::tls::{PeerCertificates, Tls};
 use crate::config::ServerConfig;
 use axum::body::Body;
 use axum::extract::Request;
@@ -22,10 +24,19 @@ use tokio::net::TcpListener;
 /// How long shutdown waits for in-flight requests before it gives up on them.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// The bound HTTP port, and its TLS settings when it serves HTTPS.
+pub struct Listener {
+    /// The socket.
+    pub tcp: TcpListener,
+    /// HTTPS (`server.tls_cert_file`): handshakes on this port's connections.
+    pub tls: Option<Arc<Tls>>,
+}
+
 /// Serves `app` (the router, or a [`super::remote`] door in front of it) on `listener`
-/// until `shutdown` ends, under the limits of `config`.
+/// until `shutdown` ends, under the limits of `config`. A TLS handshake counts towards the
+/// header timeout.
 pub async fn serve<S>(
-    listener: TcpListener,
+    listener: Listener,
     app: S,
     config: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()>,
@@ -43,13 +54,14 @@ where
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
+    let header_timeout = Duration::from_millis(config.header_timeout_ms);
     http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(config.header_timeout_ms));
+        .header_read_timeout(header_timeout);
     let mut refused: u64 = 0;
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = listener.tcp.accept() => accepted,
             () = &mut shutdown => break,
         };
         let stream = match accepted {
@@ -74,14 +86,34 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        let app = app.clone();
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        match &listener.tls {
+            None => {
+                tokio::spawn(async move {
+                    connection(&http, watcher, TokioIo::new(stream), app).await;
+                    drop(slot);
+                });
             }
-            drop(slot);
-        });
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let peer = stream.get_ref().1.peer_certificates().map(|c| {
+                                PeerCertificates(c.iter().map(|c| c.clone().into_owned()).collect())
+                            });
+                            let app = WithPeer { inner: app, peer };
+                            connection(&http, watcher, TokioIo::new(stream), app).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     tokio::select! {
         () = graceful.shutdown() => {}
@@ -90,6 +122,59 @@ where
         }
     }
     Ok(())
+}
+
+/// Serves one connection until it closes (or shutdown closes it when idle).
+async fn connection<I, S>(
+    http: &hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    app: S,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tower_service::Service<
+            Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    if let Err(e) = watcher.watch(http.serve_connection(io, service)).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A connection's service that hands each request the client's certificates.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: Option<PeerCertificates>,
+}
+
+impl<S, B> tower_service::Service<Request<B>> for WithPeer<S>
+where
+    S: tower_service::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if let Some(peer) = &self.peer {
+            req.extensions_mut().insert(peer.clone());
+        }
+        self.inner.call(req)
+    }
 }
 
 /// Reads a request's whole body within `timeout` (408 past it) before the handler runs;

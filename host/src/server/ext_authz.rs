@@ -5,6 +5,7 @@
 use super::{AppState, decide};
 use crate::config::ExtAuthzConfig;
 use crate::decide::DecisionRequest;
+use crate::evaluator::EvalError;
 use crate::ext_authz::{
     check_input, check_response, dry_run, request_parse_error_response, with_decision_id,
 };
@@ -45,6 +46,10 @@ impl Authorization for Check {
         let mut req = DecisionRequest::new(&self.config.path, Some(&input));
         req.user_key = Some(user);
         let answer = decide(&self.state, &req);
+        // Shed load is retryable: `UNAVAILABLE`, which Envoy's retry policy knows.
+        if let Err(e @ EvalError::Overloaded { .. }) = &answer.outcome {
+            return Err(tonic::Status::unavailable(e.to_string()));
+        }
         let outcome = answer.outcome.map_err(|e| e.to_string()).and_then(|d| {
             let result = match d.result.as_deref() {
                 None => None,

@@ -4,6 +4,7 @@
 use super::respond::{json_body, json_text};
 use super::{AppState, decide};
 use crate::decide::DecisionRequest;
+use crate::evaluator::EvalError;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -121,6 +122,15 @@ fn decide_closed(state: &Arc<AppState>, entrypoint: &str, input: Value) -> Respo
                     closed(&audit_id, "the policy returned no decision")
                 }
             }
+        }
+        // Shed load: denied, and 503 with `Retry-After` so a client may retry elsewhere.
+        Err(e @ EvalError::Overloaded { .. }) => {
+            state
+                .service
+                .metrics()
+                .fail_closed(entrypoint, "overloaded");
+            let body = closed(&audit_id, &e.to_string()).to_string();
+            return super::respond::overloaded(json_text(StatusCode::SERVICE_UNAVAILABLE, body));
         }
         Err(e) => {
             tracing::warn!(entrypoint, error = %e, "gateway decision failed; failing closed");

@@ -7,7 +7,10 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod admission;
+mod authz;
 mod authzen;
+mod client_cert;
 mod connections;
 mod data_api;
 mod ext_authz;
@@ -18,9 +21,11 @@ mod policy_api;
 mod reload;
 mod remote;
 mod respond;
+mod tls;
 
 pub use reload::ReloadStatus;
 pub use remote::{RemoteStart, serve_remote};
+pub use tls::PeerCertificates;
 
 use crate::config::Config;
 use crate::decide::{Decision, DecisionRequest, DecisionService, Lookup};
@@ -51,6 +56,8 @@ pub struct AppState {
     pub instance_id: String,
     /// Serializes data writes on this instance, from planning to commit.
     pub data_writes: tokio::sync::Mutex<()>,
+    /// The bound on concurrent evaluations (`server.max_concurrent_evaluations`).
+    pub admission: admission::Admission,
 }
 
 impl AppState {
@@ -70,6 +77,7 @@ impl AppState {
             .filter(|t| !t.is_empty());
         let reloads = reload::Reloader::default();
         reloads.started();
+        let admission = admission::Admission::new(&config.server);
         AppState {
             service: Arc::new(service),
             config,
@@ -79,6 +87,7 @@ impl AppState {
             reloads,
             instance_id: crate::management::instance_id().to_string(),
             data_writes: tokio::sync::Mutex::new(()),
+            admission,
         }
     }
 
@@ -146,7 +155,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         axum::http::Method::PUT | axum::http::Method::PATCH => write_limit.max(body_limit),
         _ => body_limit,
     };
-    Router::new()
+    let router = Router::new()
         .route("/", post(opa::post_default))
         .route(
             "/v1/data",
@@ -205,7 +214,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/bundle/reload", post(admin::bundle_reload))
         .fallback(respond::not_found)
         .method_not_allowed_fallback(respond::method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    let router = match state.config.server.authorization {
+        crate::config::Authorization::Basic => router.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authz::check,
+        )),
+        crate::config::Authorization::Off => router,
+    };
+    router
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next| {
                 let cap = body_cap(req.method());
@@ -321,22 +338,49 @@ async fn listen(
     origin: &BundleOrigin,
     config: &Config,
 ) -> anyhow::Result<(
-    tokio::net::TcpListener,
+    connections::Listener,
     impl std::future::Future<Output = ()> + Send + 'static,
     ExtAuthzStart,
     Hangup,
 )> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    let tls = tls::Tls::from_config(&config.server)?;
+    let tcp = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr()?;
+    let local = tcp.local_addr()?;
     let shutdown = shutdown_signal()?;
     let hangup = hangup_signal()?;
     let (shutdown, ext_authz) = with_ext_authz(config, shutdown).await?;
+    if let Some(tls) = &tls {
+        tls.spawn_refresh(std::time::Duration::from_millis(
+            config.server.tls_refresh_ms,
+        ));
+    }
+    warn_about_security(&config.server);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Scripts and tests read this line to learn the port.
-    println!("listening on http://{local}");
+    println!("listening on {scheme}://{local}");
     tracing::info!(%local, bundle = %origin, "sark serve started");
-    Ok((listener, shutdown, ext_authz, hangup))
+    Ok((
+        connections::Listener { tcp, tls },
+        shutdown,
+        ext_authz,
+        hangup,
+    ))
+}
+
+/// Says at start what OPA says of settings that protect nothing.
+fn warn_about_security(server: &crate::config::ServerConfig) {
+    use crate::config::{Authentication, Authorization};
+    if server.authentication == Authentication::Token && server.authorization == Authorization::Off
+    {
+        eprintln!(
+            "warning: token authentication without authorization (server.authorization: basic) rejects nothing"
+        );
+    }
+    if server.authentication != Authentication::Off && server.tls_cert_file.is_none() {
+        eprintln!("warning: authentication over plain HTTP: credentials travel in clear text");
+    }
 }
 
 /// SIGHUP, installed (so a SIGHUP reloads rather than ends the process) but not yet served.
@@ -435,7 +479,12 @@ pub(crate) struct Answer {
 /// (decision log under that id, shadow, live metrics).
 pub(crate) fn decide(state: &AppState, req: &DecisionRequest<'_>) -> Answer {
     let decision_id = uuid::Uuid::new_v4().to_string();
-    let outcome = resolve(&state.service, req, Some(&decision_id));
+    let outcome = resolve(
+        &state.service,
+        Some(&state.admission),
+        req,
+        Some(&decision_id),
+    );
     Answer {
         decision_id,
         outcome,
@@ -444,15 +493,24 @@ pub(crate) fn decide(state: &AppState, req: &DecisionRequest<'_>) -> Answer {
 
 /// Runs `req` through the service's three steps. A cache hit is answered on the async
 /// worker; a miss evaluates under [`tokio::task::block_in_place`], so a slow or hostile
-/// policy (held up to its deadline) never stalls the other requests queued on that worker.
+/// policy (held up to its deadline) never stalls the other requests queued on that worker,
+/// once `admission` (when given) has a slot for it; a refused miss is
+/// [`EvalError::Overloaded`].
 pub(crate) fn resolve(
     service: &DecisionService,
+    admission: Option<&admission::Admission>,
     req: &DecisionRequest<'_>,
     decision_id: Option<&str>,
 ) -> Result<Decision, EvalError> {
     let decided = match service.lookup(req) {
         Lookup::Hit(decided) => decided,
-        Lookup::Miss(pending) => tokio::task::block_in_place(|| service.evaluate(pending)),
+        Lookup::Miss(pending) => tokio::task::block_in_place(|| {
+            let _slot = match admission {
+                Some(a) => Some(a.admit(service.metrics())?),
+                None => None,
+            };
+            Ok::<_, EvalError>(service.evaluate(pending))
+        })?,
     };
     service.record(decided, decision_id)
 }

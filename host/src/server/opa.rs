@@ -274,7 +274,12 @@ pub async fn get_query(
 /// Runs an ad-hoc query (routed by the flags, never cached, not logged); answers
 /// `{"result": [bindings, …]}` as OPA does.
 fn query_response(state: &Arc<AppState>, query: &str, input: Option<&Value>) -> Response {
-    let results = match resolve(&state.service, &DecisionRequest::query(query, input), None) {
+    let results = match resolve(
+        &state.service,
+        Some(&state.admission),
+        &DecisionRequest::query(query, input),
+        None,
+    ) {
         Ok(d) => d.result.unwrap_or_else(|| "[]".into()),
         Err(e) => {
             return eval_error(&e).unwrap_or_else(|| {

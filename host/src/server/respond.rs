@@ -62,6 +62,14 @@ pub fn body_rejected(err: axum::extract::rejection::BytesRejection) -> Response 
 /// Maps a decision error to a status and OPA's error shape. `None` means "undefined"
 /// (an unknown path answers 200 without a result, as OPA does).
 pub fn eval_error(err: &EvalError) -> Option<Response> {
+    if let EvalError::Overloaded { .. } = err {
+        return Some(overloaded(opa_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_overloaded",
+            &err.to_string(),
+            vec![],
+        )));
+    }
     let (status, code, detail) = match err {
         EvalError::Policy(PolicyError::UnknownEntrypoint(_)) => return None,
         EvalError::Policy(PolicyError::InvalidInput(m)) => {
@@ -108,6 +116,15 @@ pub fn eval_error(err: &EvalError) -> Option<Response> {
         e["location"] = location;
     }
     Some(opa_error(status, code, &detail, vec![e]))
+}
+
+/// `response` with `Retry-After`, for an evaluation the server shed.
+pub fn overloaded(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        super::admission::RETRY_AFTER_SECONDS.into(),
+    );
+    response
 }
 
 /// 405 for a method a route does not have, with a JSON body (clients parse every error).
