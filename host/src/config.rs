@@ -238,13 +238,14 @@ pub struct ServerConfig {
     /// the file descriptors a production process is given, far above what a gateway's pool
     /// of keep-alive connections needs.
     pub max_connections: usize,
-    /// Evaluations run at once (cache hits are not evaluations). Default twice the cores:
-    /// evaluations are CPU-bound, and past the pool of instances (also twice the cores) more
-    /// of them only queue inside the pool and make every one slower.
+    /// Evaluations run at once (cache hits are not evaluations). Default one more than the
+    /// cores: evaluations are CPU-bound, so with one per core (and one to cover the moments a
+    /// thread is between steps) the cores stay busy, and the async workers that read requests
+    /// and shed the excess still get CPU; more of them only make every one slower.
     pub max_concurrent_evaluations: Option<usize>,
     /// Evaluations that may wait for a slot, in arrival order; one more is refused at once
-    /// with 503 and `Retry-After`. Default four times `max_concurrent_evaluations`: a short
-    /// queue absorbs a burst, and the wait it adds stays a few evaluations long.
+    /// with 503 and `Retry-After`. Default twice `max_concurrent_evaluations`: a short queue
+    /// absorbs a burst, and the wait it adds stays a couple of evaluations long.
     pub max_queued_evaluations: Option<usize>,
     /// Longest wait in that queue, in ms; past it, 503. Default 100: a request the server
     /// cannot start within this is better retried on another instance.
@@ -303,10 +304,10 @@ pub enum Authorization {
 }
 
 impl ServerConfig {
-    /// `max_concurrent_evaluations`, or its default (twice the cores).
+    /// `max_concurrent_evaluations`, or its default (one more than the cores).
     pub fn concurrent_evaluations(&self) -> usize {
         self.max_concurrent_evaluations.unwrap_or_else(|| {
-            2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+            1 + std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         })
     }
 
@@ -338,10 +339,10 @@ impl ServerConfig {
         Ok(())
     }
 
-    /// `max_queued_evaluations`, or its default (four times the concurrent evaluations).
+    /// `max_queued_evaluations`, or its default (twice the concurrent evaluations).
     pub fn queued_evaluations(&self) -> usize {
         self.max_queued_evaluations
-            .unwrap_or_else(|| 4 * self.concurrent_evaluations())
+            .unwrap_or_else(|| 2 * self.concurrent_evaluations())
     }
 }
 

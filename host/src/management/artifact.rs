@@ -110,6 +110,21 @@ impl Verifier {
     }
 
     fn tarball(&self, bytes: &[u8]) -> Result<Bundle, String> {
+        let sources = self.verified_sources(bytes)?;
+        let cache = crate::runtime::CodeCache::open_default();
+        let built = crate::runtime::build_bundle(
+            &sources,
+            &BuildOptions::default(),
+            crate::EVALUATOR_COMPONENT,
+            cache.as_ref(),
+        )
+        .map_err(|e| format!("cannot build the OPA bundle: {e}"))?;
+        Bundle::from_bytes(built).map_err(|e| e.to_string())
+    }
+
+    /// An OPA tarball's files, read and signature-checked by OPA's rules, before they are
+    /// built into a component.
+    pub fn verified_sources(&self, bytes: &[u8]) -> Result<SourceSet, String> {
         let mut files = crate::bundle::source::tar_gz_files(bytes, MAX_TAR_FILE_BYTES)?;
         let signatures_file = files.remove(signatures::SIGNATURES_FILE);
         // OPA's rules: a `signing` block requires a signature; a signed bundle is verified
@@ -132,15 +147,6 @@ impl Verifier {
                 .map_err(|e| format!("bundle signature verification failed: {e}"))?,
             (None, None) => {}
         }
-        let sources = SourceSet::from_files(files);
-        let cache = crate::runtime::CodeCache::open_default();
-        let built = crate::runtime::build_bundle(
-            &sources,
-            &BuildOptions::default(),
-            crate::EVALUATOR_COMPONENT,
-            cache.as_ref(),
-        )
-        .map_err(|e| format!("cannot build the OPA bundle: {e}"))?;
-        Bundle::from_bytes(built).map_err(|e| e.to_string())
+        Ok(SourceSet::from_files(files))
     }
 }

@@ -43,29 +43,50 @@ impl Admission {
 
     /// A slot for one evaluation: at once when one is free, else after waiting in the queue;
     /// [`EvalError::Overloaded`] when the queue is full or the wait runs out (counted in
-    /// `evaluations_shed_total`). Blocks the calling thread while it waits: call it
-    /// where blocking is allowed (inside [`tokio::task::block_in_place`]).
+    /// `evaluations_shed_total`). May block: see [`Admission::wait`]. (The server calls
+    /// the two steps itself, so a refusal never blocks.)
+    #[cfg(test)]
     pub fn admit(&self, metrics: &Metrics) -> Result<Admitted<'_>, EvalError> {
-        if let Ok(permit) = self.slots.try_acquire() {
-            return Ok(Admitted(permit));
+        match self.try_admit(metrics)? {
+            Some(admitted) => Ok(admitted),
+            None => self.wait(metrics),
         }
-        let refused = |reason| {
-            metrics.evaluation_shed();
-            EvalError::Overloaded {
-                limit: self.limit,
-                reason,
-            }
-        };
+    }
+
+    /// Without blocking: a free slot (`Some`), a refusal when the queue is full, or `None`
+    /// when the caller would have to wait in the queue ([`Admission::wait`]). A refused
+    /// request never leaves its async worker, so shedding costs little.
+    pub fn try_admit(&self, metrics: &Metrics) -> Result<Option<Admitted<'_>>, EvalError> {
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Ok(Some(Admitted(permit)));
+        }
+        if self.queued.load(Ordering::Acquire) >= self.max_queued {
+            return Err(self.refused(metrics, "the queue is full"));
+        }
+        Ok(None)
+    }
+
+    /// Waits in the queue for a slot, at most `queue_timeout_ms`. Blocks the calling thread:
+    /// call it where blocking is allowed (inside [`tokio::task::block_in_place`]).
+    pub fn wait(&self, metrics: &Metrics) -> Result<Admitted<'_>, EvalError> {
         let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
         let _leave = Leave(&self.queued);
         if ahead >= self.max_queued {
-            return Err(refused("the queue is full"));
+            return Err(self.refused(metrics, "the queue is full"));
         }
         let wait = tokio::time::timeout(self.queue_timeout, self.slots.acquire());
         match tokio::runtime::Handle::current().block_on(wait) {
             Ok(Ok(permit)) => Ok(Admitted(permit)),
             // The semaphore is never closed; a timeout is the only other outcome.
-            _ => Err(refused("the wait in the queue ran out")),
+            _ => Err(self.refused(metrics, "the wait in the queue ran out")),
+        }
+    }
+
+    fn refused(&self, metrics: &Metrics, reason: &'static str) -> EvalError {
+        metrics.evaluation_shed();
+        EvalError::Overloaded {
+            limit: self.limit,
+            reason,
         }
     }
 }

@@ -504,13 +504,22 @@ pub(crate) fn resolve(
 ) -> Result<Decision, EvalError> {
     let decided = match service.lookup(req) {
         Lookup::Hit(decided) => decided,
-        Lookup::Miss(pending) => tokio::task::block_in_place(|| {
-            let _slot = match admission {
-                Some(a) => Some(a.admit(service.metrics())?),
+        Lookup::Miss(pending) => {
+            // A free slot or a refusal is known without leaving the async worker; only a
+            // wait in the queue and the evaluation block.
+            let slot = match admission {
+                Some(a) => Some(a.try_admit(service.metrics()).map(|s| (a, s))?),
                 None => None,
             };
-            Ok::<_, EvalError>(service.evaluate(pending))
-        })?,
+            tokio::task::block_in_place(|| {
+                let _slot = match slot {
+                    Some((_, Some(admitted))) => Some(admitted),
+                    Some((a, None)) => Some(a.wait(service.metrics())?),
+                    None => None,
+                };
+                Ok::<_, EvalError>(service.evaluate(pending))
+            })?
+        }
     };
     service.record(decided, decision_id)
 }
