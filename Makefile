@@ -90,20 +90,22 @@ bench: bundle cluster-deps python-wheel
 	python3 bench/cluster.py $(SARK) $(BUNDLE)
 	python3 bench/data.py $(SARK)
 	python3 bench/slowloris.py $(SARK) $(BUNDLE)
+	python3 bench/overload.py $(SARK) $(BUNDLE)
+	python3 bench/tls.py $(SARK) $(BUNDLE)
 	python3 bench/logs.py $(SARK) $(BUNDLE)
 	python3 bench/edit.py $(SARK) policies
 	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
 	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --ignore-requires-python -r bench/requirements-opa.txt
 	$(PY_VENV)/bin/python bench/python.py $(BUNDLE) policies policies/samples/developer-create-issue.json
 
-# Soak and fault test (10 minutes; not in CI): SOAK_SECONDS=60 make soak for a short run.
+# Soak and fault test (30 minutes; not in CI): SOAK_SECONDS=60 make soak for a short run.
 soak: host
 	bench/soak.sh
 
 # Fuzz targets, briefly (FUZZ_SECONDS each; 10+ minutes per target for a real campaign).
 # Needs nightly and cargo-fuzz: installed here when missing.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS = decide_input bundle_loader config_yaml http_body
+FUZZ_TARGETS = decide_input bundle_loader config_yaml http_body ext_authz_check downloaded_bundle
 fuzz: guest
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal

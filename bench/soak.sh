@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Soak and fault test of `sark serve` (`make soak`; not in CI). For SOAK_SECONDS (default
-# 600) wrk drives a mix of valid, invalid and hostile requests while the bundle file flips
+# 1800, 30 minutes) wrk drives a mix of valid, invalid and hostile requests while the bundle file flips
 # between a good and a broken bundle every 30 s and the wasm_engine rollout changes every
 # 10 s. Reports requests, responses by status, undesigned 5xx, resident memory at start and
 # end, and decisions that differ from a reference run on the same inputs.
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y wrk >/dev/null; }
 
 SARK=${SARK:-target/release/sark}
-SECONDS_TOTAL=${SOAK_SECONDS:-600}
+SECONDS_TOTAL=${SOAK_SECONDS:-1800}
 WORK=$(mktemp -d)
 cleanup() {
   for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done

@@ -12,6 +12,9 @@ pub fn config() -> Config {
     config.limits.eval_timeout_ms = 50;
     config.limits.native_timeout_ms = 200;
     config.server.admin_token = Some("fuzz".into());
+    // The AuthZEN routes ask the example Todo policy (the default `data.authzen.decision`
+    // is not in the example bundle); its sibling `candidates` answers the searches.
+    config.authzen.entrypoint = "data.authzen.todo.decision".into();
     config
 }
 

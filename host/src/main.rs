@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// `--features jemalloc`: jemalloc with background purging (see `bench/allocators.sh`).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     sark::allocator::tune();
     sark::cli::init_tracing();
