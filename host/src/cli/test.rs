@@ -1,12 +1,12 @@
 //! `sark test`: the `test_*` rules of a policy directory or bundle, on one path, with
 //! optional coverage.
 
-use super::{PathArg, open_bundle, wasm_runtime};
+use super::{PathArg, open_bundle};
 use crate::bundle::{BuildOptions, Bundle};
 use crate::config::Config;
 use crate::evaluator::{Evaluator, PathKind};
 use crate::native::NativePolicy;
-use crate::runtime::default_pool_size;
+use crate::runtime::{CodeCache, WasmRuntime, default_pool_size};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +33,10 @@ pub struct Args {
     /// `.manifest` says otherwise; a built bundle keeps the versions it was built with.
     #[arg(long)]
     v0_compatible: bool,
+    /// Time limit of the test run in ms, as OPA's `opa test --timeout` (default 5 s): tests
+    /// are not decisions, so `limits.eval_timeout_ms` (100 ms) does not apply.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
 }
 
 impl Args {
@@ -52,7 +56,7 @@ impl Args {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             (results, Some(files))
         } else {
-            let evaluator = load_one_path(&bundle, self.path.into())?;
+            let evaluator = load_one_path(&bundle, self.path.into(), self.timeout_ms)?;
             (evaluator.run_tests(filter)?, None)
         };
         let mut failed = 0;
@@ -100,11 +104,15 @@ impl Args {
 }
 
 /// Loads only the path the tests run on (tests are not decisions: no flags, no cache).
-fn load_one_path(bundle: &Bundle, path: PathKind) -> Result<Box<dyn Evaluator>> {
-    let limits = Config::default().limits;
+fn load_one_path(bundle: &Bundle, path: PathKind, timeout_ms: u64) -> Result<Box<dyn Evaluator>> {
+    let mut limits = Config::default().limits;
+    limits.eval_timeout_ms = timeout_ms.max(1);
+    limits.native_timeout_ms = timeout_ms.max(1);
+    limits.request_timeout_ms = timeout_ms.max(1);
     Ok(match path {
         PathKind::Wasm => {
-            let (policy, _) = wasm_runtime()?
+            let (policy, _) = WasmRuntime::new(limits, CodeCache::open_default())
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?
                 .load(bundle, default_pool_size())
                 .map_err(|e| anyhow::anyhow!("cannot load the bundle component: {e:#}"))?;
             Box::new(policy)
