@@ -902,14 +902,21 @@ server:
     assert_eq!(s.post("/v1/data/hostile/fine", cached).0, 200);
 
     let base = s.base.clone();
+    // `spin` itself is shed when a miss below holds the slot as it arrives: it is sent
+    // again until it is admitted.
     let spinner = std::thread::spawn(move || {
-        reqwest::blocking::Client::new()
-            .post(format!("{base}/v1/data/hostile/spin"))
-            .body("{}")
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
+        loop {
+            let status = reqwest::blocking::Client::new()
+                .post(format!("{base}/v1/data/hostile/spin"))
+                .body("{}")
+                .send()
+                .unwrap()
+                .status()
+                .as_u16();
+            if status != 503 {
+                return status;
+            }
+        }
     });
     // Misses (a new input each time) until one is refused, while `spin` runs.
     let mut refused = None;
