@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::server::write_config;
+use common::server::{Server, write_config};
 use common::*;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// A test PKI: a CA, and certificates it signed.
@@ -129,38 +128,10 @@ impl Pki {
     }
 }
 
-/// `sark serve` with `args`; killed on drop. Returns its base URL.
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path, args: &[&str]) -> Serve {
-    let mut child = sark()
-        .current_dir(dir)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("SARK_ADMIN_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Serve { child, base }
+/// `sark serve <args>` in `dir` (the shared test server; its own client is plain HTTP, so the
+/// TLS tests make theirs with [`Pki::client`]).
+fn serve(dir: &Path, args: &[&str]) -> Server {
+    Server::spawn_in(dir, args, None)
 }
 
 fn authz_bundle(dir: &Path) -> PathBuf {
