@@ -253,7 +253,13 @@ fn bundles_of_another_evaluator_run_on_their_own_snapshot() {
     );
     let foreign = Bundle::from_bytes(bytes).unwrap();
 
-    let runtime = WasmRuntime::new(Limits::default(), code_cache()).unwrap();
+    // Tests are not decisions: the 96 example tests in one call need more than the 100 ms
+    // decision deadline when the machine is loaded (as `sark test --timeout-ms`).
+    let limits = Limits {
+        eval_timeout_ms: 5_000,
+        ..Limits::default()
+    };
+    let runtime = WasmRuntime::new(limits, code_cache()).unwrap();
     let (own, _) = runtime.load(&foreign, 2).unwrap();
     let (carried, _) = runtime.load(&bundle, 2).unwrap();
     assert!(!own.loads_payload() && carried.loads_payload());
