@@ -6,7 +6,9 @@ the bound lifted (`max_concurrent_evaluations: 100000`, the behaviour before loa
 Each is driven open-loop by `host/examples/http_load.rs` (distinct inputs, 256 callers, paced
 at OVERLOAD_RATES req/s; a late request is timed from when it was due), first below capacity,
 then above it. Reported per run: the answers by status with their p50/p90/p99. The load
-generator shares the machine's cores with the server.
+generator shares the machine's cores with the server. OVERLOAD_VARIANTS adds runs with other
+`server` settings in the same run, separated by `;` (for example
+`OVERLOAD_VARIANTS="max_queued_evaluations: 3; queue_timeout_ms: 10"`).
 """
 import os
 import subprocess
@@ -50,6 +52,8 @@ def main():
     if not os.path.exists(LOAD):
         subprocess.run(["cargo", "build", "--release", "-p", "sark", "--example", "http_load"], check=True, cwd=ROOT)
     run("bounded (defaults)", "")
+    for variant in filter(None, (v.strip() for v in os.environ.get("OVERLOAD_VARIANTS", "").split(";"))):
+        run(f"bounded ({variant})", ", " + variant)
     run("unbounded (max_concurrent_evaluations: 100000)", ", max_concurrent_evaluations: 100000")
 
 

@@ -5,8 +5,10 @@ use crate::payload::{BundleInfo, PAYLOAD_FORMAT, Payload, RegoVersion};
 use core::num::{NonZeroU32, NonZeroUsize};
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::RegoVM;
-use regorus::{Engine, PolicyLengthConfig, Rc, Value};
+use regorus::rvm::program::Program;
+use regorus::{CompiledPolicy, Engine, PolicyLengthConfig, Rc, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Policy size limits. Regorus's defaults (1,024 columns) reject valid OPA policies that
 /// embed JWTs or certificates on one line; OPA has no such limits, so ours are generous and
@@ -42,7 +44,7 @@ const MAX_POLICY_LINES: usize = 1 << 20;
 pub struct PolicySet {
     engine: Engine,
     /// Entrypoints precompiled to RVM programs (only with [`PolicySet::load_compiled`]).
-    programs: BTreeMap<String, RegoVM>,
+    programs: BTreeMap<String, CompiledEntrypoint>,
     info: BundleInfo,
     /// `data.`-prefixed package paths of the modules.
     packages: Vec<String>,
@@ -53,6 +55,27 @@ pub struct PolicySet {
     base_data: Value,
     /// Module sources, for the unit-test runner.
     pub(crate) modules: Vec<crate::ModuleSource>,
+}
+
+/// One entrypoint's RVM program, with the VM that runs it. The program and the compiled
+/// policy are shared, so a clone of the set gets its own VM without compiling again.
+struct CompiledEntrypoint {
+    vm: RegoVM,
+    policy: CompiledPolicy,
+    program: Arc<Program>,
+}
+
+impl CompiledEntrypoint {
+    fn new(policy: CompiledPolicy, program: Arc<Program>, data: &Value) -> Option<Self> {
+        let mut vm = RegoVM::new_with_policy(policy.clone());
+        vm.load_program(program.clone());
+        vm.set_data(data.clone()).ok()?;
+        Some(CompiledEntrypoint {
+            vm,
+            policy,
+            program,
+        })
+    }
 }
 
 impl PolicySet {
@@ -77,6 +100,15 @@ impl PolicySet {
     /// cannot handle stay on the interpreter.
     pub fn load_compiled(payload: Payload) -> Result<Self, PolicyError> {
         Self::load_with(payload, true, None)
+    }
+
+    /// [`PolicySet::load_compiled`] with the execution timer of
+    /// [`PolicySet::load_with_time_limit`] (the host's native path).
+    pub fn load_compiled_with_time_limit(
+        payload: Payload,
+        limit: std::time::Duration,
+    ) -> Result<Self, PolicyError> {
+        Self::load_with(payload, true, Some(limit))
     }
 
     fn load_with(
@@ -198,8 +230,8 @@ impl PolicySet {
         }
         if compile {
             for ep in set.info.entrypoints.clone() {
-                if let Some(vm) = set.compile_entrypoint(&ep, &data_value) {
-                    set.programs.insert(ep, vm);
+                if let Some(compiled) = set.compile_entrypoint(&ep, &data_value) {
+                    set.programs.insert(ep, compiled);
                 }
             }
         }
@@ -237,25 +269,18 @@ impl PolicySet {
     }
 
     /// Compiles one entrypoint to an RVM program with the bundle's data loaded.
-    fn compile_entrypoint(&mut self, entrypoint: &str, data: &Value) -> Option<RegoVM> {
+    fn compile_entrypoint(&mut self, entrypoint: &str, data: &Value) -> Option<CompiledEntrypoint> {
         let rule: Rc<str> = Rc::from(entrypoint);
         let compiled = self.engine.compile_with_entrypoint(&rule).ok()?;
         let program = Compiler::compile_from_policy(&compiled, &[entrypoint]).ok()?;
-        let mut vm = RegoVM::new_with_policy(compiled);
-        vm.load_program(program);
-        vm.set_data(data.clone()).ok()?;
-        Some(vm)
+        CompiledEntrypoint::new(compiled, program, data)
     }
 
     /// Stops interpreter evaluations that run longer than `limit` with a
     /// `LimitExceeded` error (Regorus's execution timer, checked every few hundred steps).
     /// The host's native path uses it; in the component the host's deadline applies.
     pub fn set_time_limit(&mut self, limit: std::time::Duration) {
-        self.engine
-            .set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-                limit,
-                check_interval: core::num::NonZeroU32::new(64).expect("non-zero constant"),
-            });
+        self.engine.set_execution_timer_config(timer_config(limit));
     }
 
     /// True when `entrypoint` runs as a precompiled RVM program.
@@ -277,14 +302,52 @@ impl PolicySet {
         input_json: &str,
     ) -> Result<Option<String>, PolicyError> {
         let input = parse_input(input_json)?;
+        self.evaluate_value(entrypoint, input, None)
+    }
+
+    /// [`Self::evaluate`] that ends by `deadline`: reading the input counts against it and
+    /// the interpreter's timer gets what is left, so a large input cannot stretch the time
+    /// limit (the host's native path; in the component the host's epoch deadline applies).
+    pub fn evaluate_until(
+        &mut self,
+        entrypoint: &str,
+        input_json: &str,
+        deadline: std::time::Instant,
+    ) -> Result<Option<String>, PolicyError> {
+        let started = std::time::Instant::now();
+        let input = parse_input(input_json)?;
+        time_left(deadline, started, "reading the input")?;
+        self.evaluate_value(entrypoint, input, Some((deadline, started)))
+    }
+
+    /// Evaluates the parsed `input`: on the entrypoint's RVM program when it has one, on
+    /// the interpreter otherwise or when the program fails. With `deadline` (and when the
+    /// call started), each engine's timer gets what is left of it.
+    fn evaluate_value(
+        &mut self,
+        entrypoint: &str,
+        input: Value,
+        deadline: Option<(std::time::Instant, std::time::Instant)>,
+    ) -> Result<Option<String>, PolicyError> {
         let path = normalize_entrypoint(entrypoint);
-        if let Some(vm) = self.programs.get_mut(&path) {
-            vm.set_input(input.clone());
+        if let Some(compiled) = self.programs.get_mut(&path) {
+            if let Some((deadline, started)) = deadline {
+                let left = time_left(deadline, started, "starting the evaluation")?;
+                compiled
+                    .vm
+                    .set_execution_timer_config(Some(timer_config(left)));
+            }
+            compiled.vm.set_input(input.clone());
             // An RVM failure is re-run on the interpreter, so the RVM never reports an
-            // error the interpreter would not; the interpreter's error is the one returned.
-            if let Ok(value) = vm.execute_entry_point_by_name(&path) {
+            // error the interpreter would not; the interpreter's error is the one returned
+            // (after a time limit it gets what is left, so it stops at once).
+            if let Ok(value) = compiled.vm.execute_entry_point_by_name(&path) {
                 return Ok(to_json(value));
             }
+        }
+        if let Some((deadline, started)) = deadline {
+            let left = time_left(deadline, started, "evaluating")?;
+            self.set_time_limit(left);
         }
         self.engine.set_input(input);
         match self.engine.eval_rule(path.clone()) {
@@ -398,11 +461,11 @@ impl PolicySet {
     /// Makes `data` the data document of the interpreter and of every compiled program. A
     /// document that conflicts with a rule is refused and nothing changes.
     pub(crate) fn replace_data(&mut self, data: Value) -> Result<(), PolicyError> {
-        for vm in self.programs.values_mut() {
-            if let Err(e) = vm.set_data(data.clone()) {
+        for compiled in self.programs.values_mut() {
+            if let Err(e) = compiled.vm.set_data(data.clone()) {
                 let old = self.data.clone();
-                for vm in self.programs.values_mut() {
-                    let _ = vm.set_data(old.clone());
+                for compiled in self.programs.values_mut() {
+                    let _ = compiled.vm.set_data(old.clone());
                 }
                 return Err(PolicyError::Evaluation(format!(
                     "the document conflicts with a rule of the bundle: {e}"
@@ -412,8 +475,8 @@ impl PolicySet {
         self.engine.clear_data();
         if let Err(e) = self.engine.add_data(data.clone()) {
             let _ = self.engine.add_data(self.data.clone());
-            for vm in self.programs.values_mut() {
-                let _ = vm.set_data(self.data.clone());
+            for compiled in self.programs.values_mut() {
+                let _ = compiled.vm.set_data(self.data.clone());
             }
             return Err(PolicyError::Evaluation(format!(
                 "cannot set the data document: {e:#}"
@@ -430,11 +493,20 @@ impl PolicySet {
 }
 
 impl Clone for PolicySet {
-    /// Clones the interpreter state; RVM programs are not cloned (the clone interprets).
+    /// Clones the interpreter state; each RVM program gets a VM of its own (the program
+    /// and the compiled policy are shared, nothing is compiled again).
     fn clone(&self) -> Self {
+        let programs = self
+            .programs
+            .iter()
+            .filter_map(|(ep, c)| {
+                let vm = CompiledEntrypoint::new(c.policy.clone(), c.program.clone(), &self.data)?;
+                Some((ep.clone(), vm))
+            })
+            .collect();
         PolicySet {
             engine: self.engine.clone(),
-            programs: BTreeMap::new(),
+            programs,
             info: self.info.clone(),
             packages: self.packages.clone(),
             data: self.data.clone(),
@@ -450,6 +522,32 @@ pub(crate) fn policy_length_config() -> PolicyLengthConfig {
         max_file_bytes: NonZeroUsize::new(MAX_POLICY_FILE_BYTES).expect("non-zero constant"),
         max_lines: NonZeroUsize::new(MAX_POLICY_LINES).expect("non-zero constant"),
     }
+}
+
+/// Regorus's execution timer for `limit`, checked every 64 steps.
+fn timer_config(limit: std::time::Duration) -> regorus::utils::limits::ExecutionTimerConfig {
+    regorus::utils::limits::ExecutionTimerConfig {
+        limit,
+        check_interval: core::num::NonZeroU32::new(64).expect("non-zero constant"),
+    }
+}
+
+/// What is left until `deadline`, or the time-limit error (`doing` says where it ran out,
+/// counted from `started`).
+fn time_left(
+    deadline: std::time::Instant,
+    started: std::time::Instant,
+    doing: &str,
+) -> Result<std::time::Duration, PolicyError> {
+    let now = std::time::Instant::now();
+    let left = deadline.saturating_duration_since(now);
+    if left.is_zero() {
+        return Err(PolicyError::LimitExceeded(format!(
+            "execution exceeded time limit {doing} (after {} ms)",
+            now.duration_since(started).as_millis()
+        )));
+    }
+    Ok(left)
 }
 
 fn parse_input(input_json: &str) -> Result<Value, PolicyError> {

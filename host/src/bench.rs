@@ -35,7 +35,8 @@ pub struct BenchReport {
     /// `decide()` as traffic sees it: `cache_hit`, and `wasm_miss` / `native_miss` (routed
     /// by the flags with the cache off).
     pub decide: BTreeMap<String, PathStats>,
-    /// The evaluators called directly, without `decide()`.
+    /// The evaluators called directly, without `decide()` (and `native-interpreter`: the
+    /// native path without its RVM programs, for reference).
     pub raw: BTreeMap<String, PathStats>,
     /// wasm median / native median of `paths`, when both ran.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,13 +93,15 @@ pub fn measure(
 }
 
 /// Benchmarks `entrypoint` with `input` through `service` on the requested paths. The
-/// flags are changed during the run and restored afterwards.
+/// flags are changed during the run and restored afterwards. `interpreter`, the bundle on
+/// Regorus's interpreter alone, is measured as `raw["native-interpreter"]` for reference.
 pub fn run(
     service: &DecisionService,
     paths: &[PathKind],
     entrypoint: &str,
     input: Option<&serde_json::Value>,
     duration: Duration,
+    interpreter: Option<&dyn crate::evaluator::Evaluator>,
 ) -> Result<BenchReport, EvalError> {
     let bundle = service.active();
     let input_json = input
@@ -140,6 +143,10 @@ pub fn run(
         let req = DecisionRequest::new(entrypoint, input);
         let miss = measure(duration, || service.decide(&req).map(drop))?;
         report.decide.insert(format!("{name}_miss"), miss);
+    }
+    if let Some(ev) = interpreter {
+        let raw = measure(duration, || ev.evaluate(entrypoint, &input_json).map(drop))?;
+        report.raw.insert("native-interpreter".into(), raw);
     }
     set(DECISION_CACHE, 100)?;
     let req = DecisionRequest::new(entrypoint, input);

@@ -1,6 +1,8 @@
 //! The native path: the same evaluator code ([`PolicySet`]) linked into the host, loaded
-//! from the bundle's payload section. No sandbox, no deadline: it is the fallback and the
-//! reference the component is compared with.
+//! from the bundle's payload section, with the entrypoints precompiled to RVM programs as in
+//! the component (and the interpreter where the RVM cannot run one). No sandbox; Regorus's
+//! execution timer bounds each call. It is the fallback and the reference the component is
+//! compared with.
 
 use crate::bundle::{Bundle, BundleError};
 use crate::config::Limits;
@@ -49,13 +51,35 @@ impl NativePolicy {
         max_idle: usize,
         extra: &[sark_guest::ModuleSource],
     ) -> Result<Self, NativeLoadError> {
+        Self::load_inner(bundle, limits, max_idle, extra, true)
+    }
+
+    /// [`Self::load`] on Regorus's interpreter only, without RVM programs: the reference
+    /// `sark bench` reports as `native-interpreter`.
+    pub fn load_interpreter(
+        bundle: &Bundle,
+        limits: Limits,
+        max_idle: usize,
+    ) -> Result<Self, NativeLoadError> {
+        Self::load_inner(bundle, limits, max_idle, &[], false)
+    }
+
+    fn load_inner(
+        bundle: &Bundle,
+        limits: Limits,
+        max_idle: usize,
+        extra: &[sark_guest::ModuleSource],
+        compiled: bool,
+    ) -> Result<Self, NativeLoadError> {
         let mut payload = bundle.payload()?;
         payload.warm_up = false;
         payload.modules.extend_from_slice(extra);
-        let set = PolicySet::load_with_time_limit(
-            payload,
-            std::time::Duration::from_millis(limits.native_timeout_ms),
-        )?;
+        let limit = std::time::Duration::from_millis(limits.native_timeout_ms);
+        let set = if compiled {
+            PolicySet::load_compiled_with_time_limit(payload, limit)?
+        } else {
+            PolicySet::load_with_time_limit(payload, limit)?
+        };
         let info = set.info().clone();
         Ok(NativePolicy {
             template: Mutex::new((set, 0)),
@@ -209,10 +233,10 @@ impl Evaluator for NativePolicy {
                 self.limits.native_timeout_ms,
             ))
             .max(std::time::Duration::from_millis(1));
-        self.with_set(|s| {
-            s.set_time_limit(limit);
-            s.evaluate(entrypoint, input_json)
-        })
+        // One deadline for the whole call: taking an engine and reading the input count
+        // against it, not only the interpreter's steps.
+        let deadline = std::time::Instant::now() + limit;
+        self.with_set(|s| s.evaluate_until(entrypoint, input_json, deadline))
     }
 
     fn query(&self, query: &str, input_json: &str) -> Result<String, EvalError> {

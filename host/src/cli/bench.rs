@@ -4,6 +4,7 @@ use super::{Format, load_config, parse_input, read_input};
 use crate::bundle::Bundle;
 use crate::decide::ServiceBuilder;
 use crate::evaluator::PathKind;
+use crate::native::NativePolicy;
 use anyhow::Result;
 use clap::ValueEnum;
 use std::path::PathBuf;
@@ -58,9 +59,23 @@ impl Args {
             BenchPath::Native => &[PathKind::Native],
             BenchPath::All => &[PathKind::Wasm, PathKind::Native],
         };
+        // The interpreter alone, for reference: what the native path ran before it ran the
+        // RVM programs.
+        let interpreter = match paths.contains(&PathKind::Native) {
+            true => Some(NativePolicy::load_interpreter(&bundle, config.limits, 1)?),
+            false => None,
+        };
         let service = ServiceBuilder::new(&config).build(bundle)?;
-        let report =
-            crate::bench::run(&service, paths, &self.entrypoint, input.as_ref(), duration)?;
+        let report = crate::bench::run(
+            &service,
+            paths,
+            &self.entrypoint,
+            input.as_ref(),
+            duration,
+            interpreter
+                .as_ref()
+                .map(|p| p as &dyn crate::evaluator::Evaluator),
+        )?;
         if self.format == Format::Json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

@@ -78,6 +78,7 @@ impl Args {
             user_key: self.user.as_deref(),
             force_path: self.path.map(Into::into),
             bypass_cache: false,
+            received: None,
         };
         let decision = service.decide(&req)?;
         if let Some(kind) = decision.fallback_from {

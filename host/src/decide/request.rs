@@ -39,6 +39,11 @@ pub struct DecisionRequest<'a> {
     pub force_path: Option<PathKind>,
     /// Skip the decision cache (lookup and store).
     pub bypass_cache: bool,
+    /// When the front door had the request's body and began reading its input: the
+    /// decision's budget (`limits.request_timeout_ms`) counts from here, so parsing the
+    /// input and waiting for an evaluation slot are part of it. `None`: from the lookup
+    /// (items of a batch, where each decision has its own budget).
+    pub received: Option<Instant>,
 }
 
 impl<'a> DecisionRequest<'a> {
@@ -60,7 +65,14 @@ impl<'a> DecisionRequest<'a> {
             user_key: None,
             force_path: None,
             bypass_cache: false,
+            received: None,
         }
+    }
+
+    /// This request, its budget counting from `at` (see [`Self::received`]).
+    pub fn received_at(mut self, at: Instant) -> Self {
+        self.received = Some(at);
+        self
     }
 }
 
@@ -103,6 +115,8 @@ pub(super) struct Route<'r> {
     pub(super) canary: bool,
     pub(super) canonical: Vec<u8>,
     pub(super) started: Instant,
+    /// When the decision's budget ends.
+    pub(super) deadline: Instant,
 }
 
 impl Route<'_> {

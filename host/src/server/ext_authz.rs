@@ -26,6 +26,7 @@ impl Authorization for Check {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let received = std::time::Instant::now();
         let request = request.into_inner();
         let input = match check_input(&request, self.config.skip_request_body_parse) {
             Ok(input) => input,
@@ -43,7 +44,7 @@ impl Authorization for Check {
             .and_then(|h| h.headers.get(&self.config.user_header))
             .map(String::as_str)
             .unwrap_or("");
-        let mut req = DecisionRequest::new(&self.config.path, Some(&input));
+        let mut req = DecisionRequest::new(&self.config.path, Some(&input)).received_at(received);
         req.user_key = Some(user);
         let answer = decide(&self.state, &req);
         // Shed load is retryable: `UNAVAILABLE`, which Envoy's retry policy knows.

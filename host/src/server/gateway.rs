@@ -13,6 +13,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The body of `POST /api/v1/gateway/authorize`.
 #[derive(Debug, Default, Deserialize)]
@@ -50,19 +51,21 @@ pub async fn authorize(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let received = Instant::now();
     let request: AuthorizeRequest = match json_body(body) {
         Ok(v) => v,
         Err(r) => return r,
     };
     let input = gateway_input(request);
     let entrypoint = state.config.server.gateway_entrypoint.clone();
-    decide_closed(&state, &entrypoint, input)
+    decide_closed(&state, &entrypoint, input, received)
 }
 
 pub async fn authorize_a2a(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let received = Instant::now();
     let input: Value = match json_body(body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -76,13 +79,21 @@ pub async fn authorize_a2a(
         );
     }
     let entrypoint = state.config.server.a2a_entrypoint.clone();
-    decide_closed(&state, &entrypoint, input)
+    decide_closed(&state, &entrypoint, input, received)
 }
 
 /// Decides and answers `{allow, reason, filtered_parameters, audit_id, cache_ttl}`; any
 /// failure answers `allow: false` with `cache_ttl: 0`.
-fn decide_closed(state: &Arc<AppState>, entrypoint: &str, input: Value) -> Response {
-    let answer = decide(state, &DecisionRequest::new(entrypoint, Some(&input)));
+fn decide_closed(
+    state: &Arc<AppState>,
+    entrypoint: &str,
+    input: Value,
+    received: Instant,
+) -> Response {
+    let answer = decide(
+        state,
+        &DecisionRequest::new(entrypoint, Some(&input)).received_at(received),
+    );
     let audit_id = answer.decision_id;
     let body = match &answer.outcome {
         Ok(d) => {

@@ -68,6 +68,7 @@ fn post_data_inner(
     params: DataParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let received = Instant::now();
     let body = match body {
         Ok(b) => b,
         Err(e) => return body_rejected(e),
@@ -76,7 +77,7 @@ fn post_data_inner(
         Ok(i) => i,
         Err(r) => return r,
     };
-    data_response(&state, &path, input, &params)
+    data_response(&state, &path, input, &params, received)
 }
 
 pub async fn get_data_root(
@@ -95,6 +96,7 @@ pub async fn get_data(
 }
 
 fn get_data_inner(state: Arc<AppState>, path: String, params: DataParams) -> Response {
+    let received = Instant::now();
     let input = match params.input.as_deref() {
         Some(text) => match serde_json::from_str(text) {
             Ok(v) => Some(v),
@@ -102,7 +104,7 @@ fn get_data_inner(state: Arc<AppState>, path: String, params: DataParams) -> Res
         },
         None => None,
     };
-    data_response(&state, &path, input, &params)
+    data_response(&state, &path, input, &params, received)
 }
 
 /// Decides `path` for `input` and answers in OPA's `/v1/data` shape.
@@ -111,10 +113,14 @@ fn data_response(
     path: &str,
     input: Option<Value>,
     params: &DataParams,
+    received: Instant,
 ) -> Response {
     let started = Instant::now();
     let entrypoint = if path.is_empty() { "data" } else { path };
-    let answer = decide(state, &DecisionRequest::new(entrypoint, input.as_ref()));
+    let answer = decide(
+        state,
+        &DecisionRequest::new(entrypoint, input.as_ref()).received_at(received),
+    );
     let decision = match answer.outcome {
         Ok(d) => Some(d),
         Err(e) => match eval_error(&e) {
@@ -193,6 +199,7 @@ fn raw_value_response(
     path: &str,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let received = Instant::now();
     let body = match body {
         Ok(b) => b,
         Err(e) => return body_rejected(e),
@@ -214,7 +221,10 @@ fn raw_value_response(
             }
         }
     };
-    let answer = decide(state, &DecisionRequest::new(path, input.as_ref()));
+    let answer = decide(
+        state,
+        &DecisionRequest::new(path, input.as_ref()).received_at(received),
+    );
     let kind = match answer.outcome {
         Ok(d) => match d.result {
             Some(result) => return json_text(StatusCode::OK, result.to_string()),
@@ -244,17 +254,19 @@ pub async fn post_query(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let received = Instant::now();
     let q: QueryBody = match json_body(body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    query_response(&state, &q.query, q.input.as_ref())
+    query_response(&state, &q.query, q.input.as_ref(), received)
 }
 
 pub async fn get_query(
     State(state): State<Arc<AppState>>,
     Query(params): Query<DataParams>,
 ) -> Response {
+    let received = Instant::now();
     let Some(q) = params.q.as_deref() else {
         return opa_error(
             StatusCode::BAD_REQUEST,
@@ -268,16 +280,21 @@ pub async fn get_query(
         Some(Err(e)) => return bad_json(&e),
         None => None,
     };
-    query_response(&state, q, input.as_ref())
+    query_response(&state, q, input.as_ref(), received)
 }
 
 /// Runs an ad-hoc query (routed by the flags, never cached, not logged); answers
 /// `{"result": [bindings, …]}` as OPA does.
-fn query_response(state: &Arc<AppState>, query: &str, input: Option<&Value>) -> Response {
+fn query_response(
+    state: &Arc<AppState>,
+    query: &str,
+    input: Option<&Value>,
+    received: Instant,
+) -> Response {
     let results = match resolve(
         &state.service,
         Some(&state.admission),
-        &DecisionRequest::query(query, input),
+        &DecisionRequest::query(query, input).received_at(received),
         None,
     ) {
         Ok(d) => d.result.unwrap_or_else(|| "[]".into()),
