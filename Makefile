@@ -9,7 +9,7 @@ SAMPLES    := $(sort $(wildcard policies/samples/*.json))
 # OPA's compliance cases, shared beside the repository.
 CONFORMANCE ?= ../shared/conformance/opa-v1
 
-.PHONY: all run test bench soak fuzz guest host bundle lint fmt clean setup portability-deps cluster-deps client-deps python python-wheel
+.PHONY: all run test bench soak fuzz guest host bundle lint fmt clean setup portability-deps cluster-deps client-deps python python-wheel console console-deps
 
 all: host
 
@@ -56,6 +56,18 @@ cluster-deps:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 	@command -v docker-registry >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-registry >/dev/null; }
 
+# Debian's Chromium and chromedriver, and selenium (pinned in requirements.txt) into the
+# venv, for the browser test of the rollout console.
+console-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@test -x $(PY_VENV)/bin/python || python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r host/tests/console/requirements.txt
+
+# The rollout console in headless Chromium against a real `sark serve` under load; saves
+# screenshots to target/console-*.png.
+console: host console-deps
+	SARK=$(CURDIR)/$(SARK) $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider host/tests/console
+
 bundle: host
 	@mkdir -p $(dir $(BUNDLE))
 	$(SARK) build policies -o $(BUNDLE)
@@ -71,10 +83,11 @@ run: bundle
 	@$(SARK) test $(BUNDLE)
 
 # Unit tests, integration tests against the real binary and component, and the Rego tests.
-test: bundle portability-deps cluster-deps client-deps
+test: bundle portability-deps cluster-deps client-deps console-deps
 	$(CARGO) test --workspace --release --exclude sark-guest --exclude sark-python
 	$(CARGO) test -p sark-guest --release
 	$(MAKE) python
+	$(MAKE) console
 	$(SARK) test policies
 	python3 conformance/authzen.py --sark $(SARK) --bundle $(BUNDLE)
 	@if [ -d $(CONFORMANCE) ]; then \

@@ -273,6 +273,10 @@ pub struct ServerConfig {
     /// Whether each request is allowed, as OPA's `--authorization`: `off` (default) or
     /// `basic` (the rule `default_authorization_decision` decides; 401 unless it is true).
     pub authorization: Authorization,
+    /// How often the live comparison is sampled into the time series of `/admin/timeseries`
+    /// and the console's charts, in ms. Default 5,000: the last 720 points are kept, an
+    /// hour at this interval, and a rollout is watched in minutes, not milliseconds.
+    pub timeseries_interval_ms: u64,
 }
 
 /// OPA's `--authentication`.
@@ -368,6 +372,7 @@ impl Default for ServerConfig {
             min_tls_version: "1.2".into(),
             authentication: Authentication::Off,
             authorization: Authorization::Off,
+            timeseries_interval_ms: 5000,
         }
     }
 }
@@ -651,6 +656,12 @@ impl Config {
         if self.limits.max_data_bytes == 0 {
             return Err("limits.max_data_bytes must be at least 1".into());
         }
+        if !(100..=600_000).contains(&self.server.timeseries_interval_ms) {
+            return Err(format!(
+                "server.timeseries_interval_ms must be between 100 and 600000, got {}",
+                self.server.timeseries_interval_ms
+            ));
+        }
         if !(1..=100).contains(&self.limits.max_data_depth) {
             return Err(format!(
                 "limits.max_data_depth must be between 1 and 100, got {}",
@@ -782,5 +793,9 @@ mod tests {
             Config::from_yaml("features: { wasm_engine: { rollout_percentage: 101 } }").is_err()
         );
         assert!(Config::from_yaml("limits: { eval_timeout_ms: 0 }").is_err());
+        let err = Config::from_yaml("server: { timeseries_interval_ms: 10 }").unwrap_err();
+        assert!(err.contains("timeseries_interval_ms"), "{err}");
+        let c = Config::from_yaml("server: { timeseries_interval_ms: 1000 }").unwrap();
+        assert_eq!(c.server.timeseries_interval_ms, 1000);
     }
 }

@@ -2,7 +2,7 @@
 //! and a bundle. The CLI, the server, the tests, the benches and the fuzz targets all use it,
 //! so each of them runs what the binary runs.
 
-use super::{DecisionService, LoadedBundle};
+use super::{DecisionService, Disagreements, LoadedBundle};
 use crate::bundle::Bundle;
 use crate::cache::{DecisionCache, SharedCache};
 use crate::cluster::{Cluster, RedisDecisionCache};
@@ -194,6 +194,8 @@ impl ServiceBuilder {
             active: RwLock::new(Arc::new(active)),
             candidate: RwLock::new(candidate.map(Arc::new)),
             canary_mode: config.features.policy_canary.mode,
+            // Disagreements are shown masked as the decision log masks its records.
+            disagreements: Arc::new(Disagreements::new(config.decision_log.mask.clone())),
             cache,
             shared,
             cluster,

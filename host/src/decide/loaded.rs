@@ -23,6 +23,9 @@ pub struct LoadedBundle {
     pub id: Arc<str>,
     /// Whether the compiled code came from the on-disk cache.
     pub code_cache_hit: bool,
+    /// The key id of the bundle's sark signature (`sark build --signing-key`), when it has
+    /// one.
+    pub signing_key_id: Option<String>,
 }
 
 impl LoadedBundle {
@@ -45,6 +48,7 @@ impl LoadedBundle {
         wasm.attach_store(data.clone());
         native.attach_store(data.clone());
         let manifest = bundle.manifest().clone();
+        let signing_key_id = bundle.signature().map(|s| s.key_id.clone());
         let mut id = format!("{}@{}", manifest.revision, manifest.content_hash);
         if !policies.is_empty() {
             // Decisions cached for the bundle alone must not answer for it with the policies.
@@ -66,6 +70,7 @@ impl LoadedBundle {
             native,
             id,
             code_cache_hit,
+            signing_key_id,
         })
     }
 

@@ -12,12 +12,14 @@
 
 mod builder;
 mod canonical;
+mod disagreements;
 mod loaded;
 mod observer;
 mod request;
 
 pub use builder::ServiceBuilder;
 pub use canonical::canonical_json;
+pub use disagreements::{Disagreement, Disagreements, RECENT_DISAGREEMENTS, Side};
 pub use loaded::LoadedBundle;
 pub use request::{Decided, Decision, DecisionRequest, Lookup, Pending, Target};
 
@@ -70,6 +72,8 @@ pub struct DecisionService {
     active: RwLock<Arc<LoadedBundle>>,
     candidate: RwLock<Option<Arc<LoadedBundle>>>,
     canary_mode: CanaryMode,
+    /// The policy canary's shadow comparisons and recent disagreements.
+    disagreements: Arc<Disagreements>,
     cache: Arc<DecisionCache>,
     shared: Option<Arc<dyn SharedCache>>,
     cluster: Option<Arc<Cluster>>,
@@ -155,6 +159,11 @@ impl DecisionService {
     /// How the candidate is used.
     pub fn canary_mode(&self) -> CanaryMode {
         self.canary_mode
+    }
+
+    /// The policy canary's shadow comparisons and recent disagreements.
+    pub fn disagreements(&self) -> &Arc<Disagreements> {
+        &self.disagreements
     }
 
     /// Whether decisions recorded with a decision id are written to a decision log.

@@ -1,6 +1,7 @@
 //! Step 3 of a decision, the observer: the live comparison of the implementations, the
 //! decision log, and the policy canary's shadow evaluation (off the response path).
 
+use super::disagreements::{Answer, Disagreements};
 use super::request::{Decided, Decision, Route, Target};
 use super::{DecisionService, LoadedBundle, run};
 use crate::config::CanaryMode;
@@ -55,6 +56,7 @@ impl DecisionService {
         Some(Shadow {
             candidate: self.candidate()?,
             metrics: self.metrics.clone(),
+            disagreements: self.disagreements.clone(),
             entrypoint: entrypoint.to_string(),
             input_json: String::from_utf8(route.canonical).unwrap_or_default(),
             served: served.result.clone(),
@@ -67,6 +69,7 @@ impl DecisionService {
 struct Shadow {
     candidate: Arc<LoadedBundle>,
     metrics: Arc<Metrics>,
+    disagreements: Arc<Disagreements>,
     entrypoint: String,
     input_json: String,
     served: Option<Arc<str>>,
@@ -75,7 +78,8 @@ struct Shadow {
 
 impl Shadow {
     /// Evaluates on the candidate's component; a different result (or an error) is counted in
-    /// `policy_canary_disagreements_total` and logged.
+    /// `policy_canary_disagreements_total`, kept with the recent disagreements (masked) and
+    /// logged.
     fn run(self) {
         let target = Target::Entrypoint(&self.entrypoint);
         let shadow = run(
@@ -88,11 +92,27 @@ impl Shadow {
         )
         .map(|(result, _)| result)
         .map_err(|e| e.to_string());
+        self.disagreements.compared();
         if matches!(&shadow, Ok(r) if r.as_deref() == self.served.as_deref()) {
             return;
         }
         self.metrics
             .canary_disagreement(&sark_guest::normalize_entrypoint(&self.entrypoint));
+        self.disagreements.record(
+            &self.entrypoint,
+            &self.input_json,
+            Answer {
+                bundle: &self.served_bundle,
+                result: Ok(self.served.as_deref()),
+            },
+            Answer {
+                bundle: &self.candidate.id,
+                result: match &shadow {
+                    Ok(r) => Ok(r.as_deref()),
+                    Err(e) => Err(e.as_str()),
+                },
+            },
+        );
         tracing::warn!(
             entrypoint = self.entrypoint,
             active = self.served.as_deref().unwrap_or("<undefined>"),

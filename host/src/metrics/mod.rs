@@ -1,6 +1,7 @@
 //! Prometheus metrics (text exposition via `prometheus-client`), with the names SARK users
 //! already chart. Label combinations on the hot path are resolved once at startup, so
-//! recording a decision touches only atomics.
+//! recording a decision touches only atomics. Beside them, the live A/B comparison of the
+//! implementations and its sampled time series ([`TimeSeries`], `/admin/timeseries`).
 
 use crate::cache::CacheStats;
 use crate::evaluator::PathKind;
@@ -17,6 +18,9 @@ use std::time::Duration;
 
 mod cluster;
 mod live;
+mod series;
+
+pub use series::{CachePoint, PathPoint, Point, Quantiles, SERIES_POINTS, TimeSeries};
 
 type Labels = Vec<(&'static str, String)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;

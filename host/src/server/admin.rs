@@ -1,8 +1,10 @@
-//! Health, metrics and the admin API (bearer token, compared in constant time).
+//! Health, metrics and the admin API (bearer token, compared in constant time): features
+//! and rollouts, the live comparison and its time series, the policy canary, the bundle.
 
 use super::respond::{json_text, opa_error};
 use super::{AppState, resolve};
-use crate::decide::{DecisionRequest, FeatureChangeError};
+use crate::config::CanaryMode;
+use crate::decide::{DecisionRequest, FeatureChangeError, LoadedBundle};
 use crate::evaluator::PathKind;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -101,8 +103,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Checks the bearer token; `Err` is the response to send.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the bearer token; `Err` is the response to send (404 while the admin API is off,
+/// 401 for a missing or wrong token).
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     let Some(expected) = &state.admin_token else {
         return Err(opa_error(
             StatusCode::NOT_FOUND,
@@ -279,6 +282,108 @@ pub async fn comparison(State(state): State<Arc<AppState>>, headers: HeaderMap) 
     let body = json!({
         "implementations": state.service.metrics().comparison(),
         "cache": state.service.cache().stats(),
+    });
+    json_text(StatusCode::OK, body.to_string())
+}
+
+/// `GET /admin/timeseries[?since=<unix ms>]`: the sampled time series of the live
+/// comparison, oldest point first; with `since`, only the points whose interval ended after
+/// it.
+pub async fn timeseries(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Query(params): super::management::Pairs,
+) -> Response {
+    guard!(state, headers);
+    let since = match params.iter().find(|(k, _)| k == "since") {
+        None => None,
+        Some((_, v)) => match v.parse::<u64>() {
+            Ok(ms) => Some(ms),
+            Err(_) => {
+                return opa_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    &format!("since must be a unix time in milliseconds, got `{v}`"),
+                    vec![],
+                );
+            }
+        },
+    };
+    let series = &state.series;
+    let body = json!({
+        "interval_ms": u64::try_from(series.interval().as_millis()).unwrap_or(u64::MAX),
+        "capacity": series.capacity(),
+        "points": series.since(since),
+    });
+    json_text(StatusCode::OK, body.to_string())
+}
+
+/// What the admin API shows of a loaded bundle.
+fn bundle_summary(bundle: &LoadedBundle) -> serde_json::Value {
+    let m = &bundle.manifest;
+    json!({
+        "id": bundle.id.to_string(),
+        "revision": m.revision,
+        "content_hash": m.content_hash,
+        "signing_key_id": bundle.signing_key_id,
+        "entrypoints": m.entrypoints,
+        "sark_version": m.sark_version,
+        "regorus_version": m.regorus_version,
+    })
+}
+
+/// `GET /admin/canary`: the policy canary's mode, candidate and share, its shadow
+/// comparisons and disagreements, and the most recent disagreements (masked as in the
+/// decision log).
+pub async fn canary(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    let service = &state.service;
+    let mode = service.canary_mode();
+    let candidate = service.candidate();
+    let feature = service.flags().get(crate::flags::POLICY_CANARY);
+    let routed = match (&feature, mode, &candidate) {
+        (Some(f), CanaryMode::Route, Some(_)) if f.enabled => f.rollout_percentage,
+        _ => 0,
+    };
+    let shadowed = if mode == CanaryMode::Shadow && candidate.is_some() {
+        100
+    } else {
+        0
+    };
+    let disagreements = service.disagreements();
+    let body = json!({
+        "mode": mode,
+        "candidate": candidate.as_deref().map(bundle_summary),
+        "feature": feature,
+        "routed_percentage": routed,
+        "shadowed_percentage": shadowed,
+        "compared": disagreements.compared_total(),
+        "disagreements": disagreements.disagreed_total(),
+        "recent": disagreements.recent(),
+        "recent_capacity": crate::decide::RECENT_DISAGREEMENTS,
+        "mask": state.config.decision_log.mask,
+    });
+    json_text(StatusCode::OK, body.to_string())
+}
+
+/// `GET /admin/bundle`: the active bundle and the candidate (revision, content hash,
+/// signing key id), the verification key, the last reloads and their errors, and the
+/// cluster's Redis connection when clustered.
+pub async fn bundle(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    guard!(state, headers);
+    let service = &state.service;
+    let body = json!({
+        "name": state.bundle_name(),
+        "origin": state.origin.to_string(),
+        "active": bundle_summary(&service.active()),
+        "candidate": service.candidate().as_deref().map(bundle_summary),
+        "verification_key_id": state
+            .verification_key
+            .as_ref()
+            .map(crate::bundle::signing::key_id),
+        "reload": state.reloads.status(),
+        "reloads": state.reloads.history(),
+        "cluster": service.cluster().map(|c| c.status()),
     });
     json_text(StatusCode::OK, body.to_string())
 }

@@ -1,6 +1,6 @@
 //! `sark serve`: the policy decision point over HTTP — OPA-compatible data and query API,
-//! the SARK gateway API, health, metrics and the admin API — with hot reload, policy
-//! canaries and a decision log.
+//! the SARK gateway API, health, metrics, the admin API and the rollout console — with hot
+//! reload, policy canaries and a decision log.
 
 // Handlers return `Result<_, Response>` to short-circuit with a finished HTTP response; the
 // size of `Response` is axum's, and these are cold error paths.
@@ -12,6 +12,7 @@ mod authz;
 mod authzen;
 mod client_cert;
 mod connections;
+mod console;
 mod data_api;
 mod ext_authz;
 mod gateway;
@@ -23,7 +24,7 @@ mod remote;
 mod respond;
 mod tls;
 
-pub use reload::ReloadStatus;
+pub use reload::{ReloadEvent, ReloadStatus};
 pub use remote::{RemoteStart, serve_remote};
 pub use tls::PeerCertificates;
 
@@ -58,6 +59,8 @@ pub struct AppState {
     pub data_writes: tokio::sync::Mutex<()>,
     /// The bound on concurrent evaluations (`server.max_concurrent_evaluations`).
     pub admission: admission::Admission,
+    /// The sampled time series of the live comparison (`/admin/timeseries`, the console).
+    pub series: crate::metrics::TimeSeries,
 }
 
 impl AppState {
@@ -76,8 +79,11 @@ impl AppState {
             .or_else(|| std::env::var("SARK_ADMIN_TOKEN").ok())
             .filter(|t| !t.is_empty());
         let reloads = reload::Reloader::default();
-        reloads.started();
+        reloads.started(&service.active());
         let admission = admission::Admission::new(&config.server);
+        let series = crate::metrics::TimeSeries::new(std::time::Duration::from_millis(
+            config.server.timeseries_interval_ms,
+        ));
         AppState {
             service: Arc::new(service),
             config,
@@ -88,6 +94,7 @@ impl AppState {
             instance_id: crate::management::instance_id().to_string(),
             data_writes: tokio::sync::Mutex::new(()),
             admission,
+            series,
         }
     }
 
@@ -211,7 +218,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(admin::rollout_rollback_all),
         )
         .route("/admin/metrics/comparison", get(admin::comparison))
+        .route("/admin/timeseries", get(admin::timeseries))
+        .route("/admin/canary", get(admin::canary))
+        .route("/admin/bundle", get(admin::bundle))
         .route("/admin/bundle/reload", post(admin::bundle_reload))
+        .route("/console", get(console::page))
+        .route("/console/{asset}", get(console::asset))
         .fallback(respond::not_found)
         .method_not_allowed_fallback(respond::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit));
@@ -401,8 +413,9 @@ fn hangup_signal() -> anyhow::Result<Hangup> {
     Ok(())
 }
 
-/// The server's background tasks: reload triggers, memory release, data catch-up; and the
-/// changes status reports follow (reloads, decision log uploads) forwarded to `changes`.
+/// The server's background tasks: reload triggers, memory release, data catch-up, the time
+/// series sampler; and the changes status reports follow (reloads, decision log uploads)
+/// forwarded to `changes`.
 fn start_background(
     state: &Arc<AppState>,
     changes: &tokio::sync::watch::Sender<u64>,
@@ -421,6 +434,24 @@ fn start_background(
         loop {
             tick.tick().await;
             let _ = tokio::task::spawn_blocking(crate::allocator::release_free_memory).await;
+        }
+    });
+    // The time series of the console and `/admin/timeseries`: the baseline now, before the
+    // first request is served, then the point of each interval.
+    let sampled = state.clone();
+    sampled
+        .series
+        .sample(state.service.metrics(), state.service.cache().stats());
+    tokio::spawn(async move {
+        let period = sampled.series.interval();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let service = &sampled.service;
+            sampled
+                .series
+                .sample(service.metrics(), service.cache().stats());
         }
     });
     // After a write, idle instances apply it in the background, so decisions do not pay

@@ -5,8 +5,58 @@ use super::AppState;
 use crate::bundle::Bundle;
 use crate::decide::LoadedBundle;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// Activations and refused reloads kept for `/admin/bundle` and the console (the most
+/// recent).
+pub const RELOAD_HISTORY: usize = 20;
+
+/// One activation of a bundle, or one refused reload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReloadEvent {
+    /// When (RFC 3339, UTC).
+    pub time: String,
+    /// What asked for it: `start`, `bundle file changed`, `SIGHUP`, `admin API`, `bundle
+    /// service`, `policy API`.
+    pub reason: String,
+    /// `success` or `failure`.
+    pub result: &'static str,
+    /// The revision activated (a success).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Its content hash (a success).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// Why the bundle was refused (a failure); the previous one stayed active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ReloadEvent {
+    fn success(reason: &str, bundle: &LoadedBundle) -> Self {
+        ReloadEvent {
+            time: now_rfc3339(),
+            reason: reason.to_string(),
+            result: "success",
+            revision: Some(bundle.manifest.revision.clone()),
+            content_hash: Some(bundle.manifest.content_hash.clone()),
+            error: None,
+        }
+    }
+
+    fn failure(reason: &str, error: &str) -> Self {
+        ReloadEvent {
+            time: now_rfc3339(),
+            reason: reason.to_string(),
+            result: "failure",
+            revision: None,
+            content_hash: None,
+            error: Some(error.to_string()),
+        }
+    }
+}
 
 /// The outcome of the last reload attempt.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -33,6 +83,8 @@ pub(super) fn now_rfc3339() -> String {
 pub struct Reloader {
     lock: tokio::sync::Mutex<()>,
     status: std::sync::Mutex<ReloadStatus>,
+    /// The last activations and refused reloads, oldest first.
+    history: std::sync::Mutex<VecDeque<ReloadEvent>>,
     /// The active bundle as it arrived from a bundle service (rebuilds start from it; a
     /// file origin re-reads its file instead).
     downloaded: std::sync::Mutex<Option<Bundle>>,
@@ -45,6 +97,7 @@ impl Default for Reloader {
         Reloader {
             lock: Default::default(),
             status: Default::default(),
+            history: Default::default(),
             downloaded: Default::default(),
             changed: tokio::sync::watch::channel(0).0,
         }
@@ -53,11 +106,31 @@ impl Default for Reloader {
 
 impl Reloader {
     /// Records the activation of the bundle the server started with.
-    pub(super) fn started(&self) {
+    pub(super) fn started(&self, bundle: &LoadedBundle) {
         self.status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .last_activation = Some(now_rfc3339());
+        self.remember(ReloadEvent::success("start", bundle));
+    }
+
+    /// Adds `event` to the history, dropping the oldest beyond [`RELOAD_HISTORY`].
+    fn remember(&self, event: ReloadEvent) {
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if history.len() == RELOAD_HISTORY {
+            history.pop_front();
+        }
+        history.push_back(event);
+    }
+
+    /// The last activations and refused reloads, oldest first.
+    pub fn history(&self) -> Vec<ReloadEvent> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Remembers the bundle a service delivered, which the server started with.
@@ -117,6 +190,9 @@ fn record(
         Ok(bundle) => {
             let revision = bundle.manifest.revision.clone();
             let id = bundle.id.clone();
+            state
+                .reloads
+                .remember(ReloadEvent::success(reason, &bundle));
             activate(state, bundle);
             state.service.metrics().reload("success");
             status.successes += 1;
@@ -129,6 +205,7 @@ fn record(
         Err(e) => {
             tokio::task::spawn_blocking(crate::allocator::release_free_memory);
             state.service.metrics().reload("failure");
+            state.reloads.remember(ReloadEvent::failure(reason, &e));
             status.last_error = Some(e.clone());
             tracing::error!(reason, error = %e, "bundle reload refused; the previous bundle stays active");
             Err(e)
@@ -162,6 +239,9 @@ pub async fn rebuild(
         .map_err(|e| RebuildError::Other(e.to_string()))?
         .map_err(|e| RebuildError::Other(format!("cannot persist the policy: {e:#}")))?;
     tracing::info!(bundle = %loaded.id, "policies changed through the policy API");
+    state
+        .reloads
+        .remember(ReloadEvent::success("policy API", &loaded));
     activate(state, loaded);
     Ok(())
 }
@@ -292,3 +372,30 @@ fn lower_this_threads_priority() {
 
 #[cfg(not(target_os = "linux"))]
 fn lower_this_threads_priority() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_history_keeps_the_most_recent_events() {
+        let reloads = Reloader::default();
+        for n in 0..RELOAD_HISTORY + 3 {
+            reloads.remember(ReloadEvent::failure("SIGHUP", &format!("broken {n}")));
+        }
+        let history = reloads.history();
+        assert_eq!(history.len(), RELOAD_HISTORY);
+        assert_eq!(
+            history[0].error.as_deref(),
+            Some("broken 3"),
+            "oldest first"
+        );
+        assert_eq!(
+            history[RELOAD_HISTORY - 1].error.as_deref(),
+            Some(format!("broken {}", RELOAD_HISTORY + 2).as_str())
+        );
+        let json = serde_json::to_value(&history[0]).unwrap();
+        assert_eq!(json["result"], "failure");
+        assert!(json.get("revision").is_none());
+    }
+}
