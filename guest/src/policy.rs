@@ -617,3 +617,89 @@ mod tests {
         assert_eq!(normalize_entrypoint(""), "data");
     }
 }
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+    use crate::ModuleSource;
+    use std::time::{Duration, Instant};
+
+    /// A policy whose entrypoint walks the input, so its cost grows with the input;
+    /// precompiled, with the native path's time limit when `limit` is given.
+    fn set(limit: Option<Duration>) -> PolicySet {
+        let payload = Payload {
+            format: PAYLOAD_FORMAT,
+            revision: "r".into(),
+            roots: vec![],
+            entrypoints: vec!["data.app.allow".into()],
+            content_hash: String::new(),
+            modules: vec![ModuleSource {
+                path: "app.rego".into(),
+                source: "package app\nallow if {\n  input.user == \"alice\"\n  count([k | some k, _ in input.params; startswith(k, \"x\")]) == 0\n}\n".into(),
+                rego_version: Default::default(),
+            }],
+            data: serde_json::json!({}),
+            strict_builtin_errors: true,
+            warm_up: false,
+            rego_version: Default::default(),
+        };
+        match limit {
+            Some(limit) => PolicySet::load_compiled_with_time_limit(payload, limit),
+            None => PolicySet::load_compiled(payload),
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn a_clone_runs_the_compiled_program_with_the_same_decisions() {
+        let mut original = set(Some(Duration::from_secs(1)));
+        let mut clone = original.clone();
+        assert!(original.is_compiled("app/allow") && clone.is_compiled("app/allow"));
+        for input in [
+            r#"{"user":"alice","params":{"a":1}}"#,
+            r#"{"user":"alice","params":{"xa":1}}"#,
+            r#"{"user":"bob","params":{}}"#,
+        ] {
+            assert_eq!(
+                original.evaluate("app/allow", input).unwrap(),
+                clone.evaluate("app/allow", input).unwrap(),
+                "{input}"
+            );
+        }
+        assert_eq!(
+            clone
+                .evaluate("app/allow", r#"{"user":"alice","params":{}}"#)
+                .unwrap()
+                .as_deref(),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn a_deadline_counts_reading_the_input_and_bounds_the_evaluation() {
+        let mut s = set(Some(Duration::from_secs(1)));
+        let input = r#"{"user":"alice","params":{"a":1}}"#;
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            s.evaluate_until("app/allow", input, later).unwrap(),
+            s.evaluate("app/allow", input).unwrap()
+        );
+        // A deadline already past: refused as a time limit, whatever the input.
+        let err = s
+            .evaluate_until("app/allow", input, Instant::now())
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::LimitExceeded(_)), "{err:?}");
+
+        // A large input the policy decides when given the time; a 5 ms deadline stops it.
+        let params: Vec<String> = (0..50_000).map(|i| format!("\"k{i}\":{i}")).collect();
+        let big = format!(r#"{{"user":"alice","params":{{{}}}}}"#, params.join(","));
+        let err = s
+            .evaluate_until("app/allow", &big, Instant::now() + Duration::from_millis(5))
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::LimitExceeded(_)), "{err:?}");
+        assert_eq!(
+            set(None).evaluate("app/allow", &big).unwrap().as_deref(),
+            Some("true")
+        );
+    }
+}
