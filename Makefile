@@ -96,6 +96,9 @@ test: bundle portability-deps cluster-deps client-deps console-deps
 
 bench: bundle cluster-deps python-wheel
 	$(SARK) bench $(BUNDLE) -e mcp/gateway/decision -i policies/samples/developer-create-issue.json --path all --duration 5
+	$(SARK) build bench/rbac -o target/bundles/rbac.wasm
+	$(SARK) bench target/bundles/rbac.wasm -e rbac/allow -i bench/rbac/input.json --path all --duration 5
+	$(CARGO) build --release -p sark --example bare_axum
 	$(CARGO) bench -p sark --bench cache
 	$(CARGO) bench -p sark --bench evaluate
 	bench/load.sh

@@ -16,9 +16,27 @@ mod glibc {
     pub const M_ARENA_MAX: c_int = -8;
     pub const M_MMAP_THRESHOLD: c_int = -3;
 
+    /// glibc's `struct mallinfo2` (glibc 2.33 and later); every field is there for the
+    /// layout, two are read.
+    #[repr(C)]
+    #[allow(dead_code)]
+    pub struct MallInfo2 {
+        pub arena: usize,
+        pub ordblks: usize,
+        pub smblks: usize,
+        pub hblks: usize,
+        pub hblkhd: usize,
+        pub usmblks: usize,
+        pub fsmblks: usize,
+        pub uordblks: usize,
+        pub fordblks: usize,
+        pub keepcost: usize,
+    }
+
     unsafe extern "C" {
         pub fn mallopt(param: c_int, value: c_int) -> c_int;
         pub fn malloc_trim(pad: usize) -> c_int;
+        pub fn mallinfo2() -> MallInfo2;
     }
 }
 
@@ -50,4 +68,27 @@ pub fn release_free_memory() {
     unsafe {
         glibc::malloc_trim(0);
     }
+}
+
+/// Heap bytes allocated and not yet freed, all arenas and mapped blocks together (glibc's
+/// `mallinfo2`); `None` where the global allocator is not glibc's (other targets, or the
+/// `jemalloc` build). `sark bench` uses it to report what a native engine clone holds.
+pub fn heap_in_use_bytes() -> Option<usize> {
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc")))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics under its own locks.
+        let info = unsafe { glibc::mallinfo2() };
+        Some(info.uordblks + info.hblkhd)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc"))))]
+    None
+}
+
+/// The process's resident memory in bytes (`VmRSS` of `/proc/self/status`); `None` where
+/// there is no procfs.
+pub fn resident_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -1,7 +1,7 @@
 //! `sark bench`: per-path latency of one entrypoint and input, like `opa bench`.
 
 use crate::decide::{DecisionRequest, DecisionService, canonical_json};
-use crate::evaluator::{EvalError, PathKind};
+use crate::evaluator::{EvalError, Footprint, PathKind};
 use crate::flags::{DECISION_CACHE, WASM_ENGINE};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -52,7 +52,13 @@ pub struct BenchReport {
     /// replaced instance pays: copy-on-write faults of the snapshot's memory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_eval_on_fresh_instance_median_us: Option<f64>,
+    /// Memory per pooled component instance (`wasm`) and per native engine clone
+    /// (`native`), each measured with [`FOOTPRINT_INSTANCES`] held at once.
+    pub footprint: BTreeMap<String, Footprint>,
 }
+
+/// Instances (or engine clones) held at once to measure what one holds.
+pub const FOOTPRINT_INSTANCES: usize = 8;
 
 /// Summarizes latency samples (in nanoseconds).
 pub fn stats(mut samples_ns: Vec<u64>, elapsed: Duration) -> PathStats {
@@ -123,6 +129,7 @@ pub fn run(
         decide_overhead_us: None,
         instantiate_median_us: None,
         first_eval_on_fresh_instance_median_us: None,
+        footprint: BTreeMap::new(),
     };
     for &path in paths {
         let name = path.as_str().to_string();
@@ -184,6 +191,20 @@ pub fn run(
         }
         report.first_eval_on_fresh_instance_median_us =
             Some(stats(samples, start.elapsed()).median_us);
+        report.footprint.insert(
+            "wasm".into(),
+            bundle
+                .wasm
+                .footprint(FOOTPRINT_INSTANCES, entrypoint, &input_json)?,
+        );
+    }
+    if paths.contains(&PathKind::Native) {
+        report.footprint.insert(
+            "native".into(),
+            bundle
+                .native
+                .footprint(FOOTPRINT_INSTANCES, entrypoint, &input_json)?,
+        );
     }
     Ok(report)
 }

@@ -123,6 +123,24 @@ impl EvalError {
     }
 }
 
+/// What one evaluator instance holds, measured by `sark bench` with several held at once
+/// (after one evaluation each, as a pooled instance has run).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Footprint {
+    /// Instances measured together.
+    pub instances: usize,
+    /// Per instance: a component instance's linear memory, or the heap a native engine
+    /// clone allocated (glibc's statistics; `None` under another allocator).
+    pub bytes: Option<usize>,
+    /// Per instance: the resident memory the instances added to the process.
+    pub resident_bytes: Option<usize>,
+}
+
+/// Per-instance share of the growth from `before` to `after`, when both were read.
+pub(crate) fn per_instance(before: Option<usize>, after: Option<usize>, n: usize) -> Option<usize> {
+    Some(after?.saturating_sub(before?) / n.max(1))
+}
+
 /// A loaded policy bundle that can evaluate decisions. Implementations are `Send + Sync`
 /// and can be shared by any number of threads or tokio tasks.
 pub trait Evaluator: Send + Sync {

@@ -115,6 +115,13 @@ impl<T> IdlePool<T> {
         self.returned.notify_one();
     }
 
+    /// Values the pool lost since it was full: `max_idle` less those idle and those out
+    /// (a value out is coming back). Discarded values count until a new one is added.
+    pub fn missing(&self) -> usize {
+        let state = self.lock();
+        self.max_idle.saturating_sub(state.idle.len() + state.out)
+    }
+
     /// Number of idle values.
     pub fn len(&self) -> usize {
         self.lock().idle.len()
@@ -145,6 +152,23 @@ mod tests {
 
     fn make(n: u32) -> impl FnOnce() -> Result<u32, ()> {
         move || Ok(n)
+    }
+
+    #[test]
+    fn counts_the_values_it_lost() {
+        let pool = IdlePool::new(3);
+        for n in 0..3 {
+            assert!(pool.add(n));
+        }
+        assert_eq!(pool.missing(), 0);
+        let a = pool.checkout(make(9)).unwrap();
+        let _b = pool.checkout(make(9)).unwrap();
+        assert_eq!(pool.missing(), 0, "values out are coming back");
+        pool.checkin(a);
+        pool.discard();
+        assert_eq!(pool.missing(), 1, "the discarded one is missing");
+        assert!(pool.add(7));
+        assert_eq!(pool.missing(), 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::bundle::{Bundle, BundleError};
 use crate::config::Limits;
-use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
+use crate::evaluator::{EvalError, Evaluator, Footprint, PathKind, check_input_size, per_instance};
 use crate::idle_pool::IdlePool;
 use crate::store::DataStore;
 use sark_guest::{BundleInfo, PolicyError, PolicySet, TestOutcome};
@@ -101,6 +101,39 @@ impl NativePolicy {
             .lock()
             .map(|t| t.0.modules().to_vec())
             .unwrap_or_default()
+    }
+
+    /// What an engine clone holds: `n` clones of the template, each after one evaluation
+    /// of `entrypoint`, held at once (`sark bench`). The heap figure is glibc's count of
+    /// allocated bytes, so memory freed earlier and reused is still counted.
+    pub fn footprint(
+        &self,
+        n: usize,
+        entrypoint: &str,
+        input_json: &str,
+    ) -> Result<Footprint, EvalError> {
+        let template = self
+            .template
+            .lock()
+            .map_err(|_| EvalError::Instance("native policy template is poisoned".into()))?
+            .0
+            .clone();
+        let heap_before = crate::allocator::heap_in_use_bytes();
+        let resident_before = crate::allocator::resident_bytes();
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut set = template.clone();
+            set.evaluate(entrypoint, input_json)
+                .map_err(EvalError::Policy)?;
+            held.push(set);
+        }
+        let heap_after = crate::allocator::heap_in_use_bytes();
+        let resident_after = crate::allocator::resident_bytes();
+        Ok(Footprint {
+            instances: n,
+            bytes: per_instance(heap_before, heap_after, n),
+            resident_bytes: per_instance(resident_before, resident_after, n),
+        })
     }
 
     /// Policy packages of the bundle (`data.`-prefixed), for checks of data writes.

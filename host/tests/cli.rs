@@ -657,6 +657,17 @@ fn bench_reports_both_paths_as_json() {
         assert!(p["p99_us"].as_f64() >= p["median_us"].as_f64());
     }
     assert!(report["instantiate_median_us"].as_f64().unwrap() > 0.0);
+    // What one pooled instance and one engine clone hold: an instance has its linear
+    // memory (the example policies take megabytes), a clone shares the loaded program.
+    let wasm = &report["footprint"]["wasm"];
+    assert_eq!(wasm["instances"], 8, "{report}");
+    assert!(wasm["bytes"].as_u64().unwrap() > 1 << 20, "{report}");
+    let native = &report["footprint"]["native"];
+    assert_eq!(native["instances"], 8, "{report}");
+    assert!(
+        native["bytes"].as_u64().unwrap() < wasm["bytes"].as_u64().unwrap(),
+        "{report}"
+    );
 }
 
 #[test]

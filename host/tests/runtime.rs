@@ -109,6 +109,32 @@ fn deadline_and_memory_cap_are_typed_and_the_instance_is_replaced() {
 }
 
 #[test]
+fn instances_lost_to_traps_are_replaced_off_the_request_path() {
+    let bundle = bundle_of(&fixture("hostile"), &["hostile/fine"]);
+    let limits = Limits {
+        eval_timeout_ms: 30,
+        ..Limits::default()
+    };
+    let (policy, _rt) = wasm(&bundle, limits);
+    assert_eq!(policy.prewarm(), 3, "the pool of 4 is filled");
+    assert_eq!(policy.missing_instances(), 0);
+    for _ in 0..2 {
+        let err = policy.evaluate("hostile/spin", "").unwrap_err();
+        assert!(matches!(err, EvalError::Deadline { .. }), "{err}");
+    }
+    assert_eq!(policy.idle_instances(), 2);
+    assert_eq!(policy.missing_instances(), 2, "two instances trapped");
+    assert_eq!(policy.replenish(), 2);
+    assert_eq!(policy.idle_instances(), 4);
+    assert_eq!(policy.missing_instances(), 0);
+    assert_eq!(policy.replenish(), 0, "nothing more to replace");
+    assert_eq!(
+        policy.evaluate("hostile/fine", "").unwrap().as_deref(),
+        Some("true")
+    );
+}
+
+#[test]
 fn instances_that_grew_large_are_not_pooled() {
     let bundle = bundle_of(&fixture("grow"), &["grow/size"]);
     let limits = Limits {

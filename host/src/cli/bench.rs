@@ -122,4 +122,25 @@ fn print_report(report: &crate::bench::BenchReport) {
     if let Some(f) = report.first_eval_on_fresh_instance_median_us {
         println!("instantiate + first evaluation on the fresh instance median: {f:.1} µs");
     }
+    let mib = |b: Option<usize>| match b {
+        None => "n/a".to_string(),
+        Some(b) if b < 1 << 20 => format!("{:.0} KiB", b as f64 / 1024.0),
+        Some(b) => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+    };
+    if let Some(f) = report.footprint.get("wasm") {
+        println!(
+            "memory per pooled instance ({} held): linear memory {}, resident {}",
+            f.instances,
+            mib(f.bytes),
+            mib(f.resident_bytes)
+        );
+    }
+    if let Some(f) = report.footprint.get("native") {
+        println!(
+            "memory per native engine clone ({} held): heap {}, resident {}",
+            f.instances,
+            mib(f.bytes),
+            mib(f.resident_bytes)
+        );
+    }
 }

@@ -143,6 +143,26 @@ impl DecisionService {
         old
     }
 
+    /// Instances the active and candidate bundles' pools lost (to traps, or to growing too
+    /// large) and have not replaced yet.
+    pub fn missing_instances(&self) -> usize {
+        let candidate = self.candidate();
+        std::iter::once(self.active())
+            .chain(candidate)
+            .map(|b| b.wasm.missing_instances())
+            .sum()
+    }
+
+    /// Replaces the instances [`Self::missing_instances`] counts; it instantiates, so call
+    /// it off the async runtime. Returns how many it made.
+    pub fn replenish_pools(&self) -> usize {
+        let candidate = self.candidate();
+        std::iter::once(self.active())
+            .chain(candidate)
+            .map(|b| b.wasm.replenish())
+            .sum()
+    }
+
     /// Sets (or clears) the candidate bundle of the policy canary.
     pub fn set_candidate(&self, bundle: Option<LoadedBundle>) {
         *self.candidate.write().unwrap_or_else(|p| p.into_inner()) = bundle.map(Arc::new);

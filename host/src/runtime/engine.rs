@@ -86,6 +86,11 @@ impl WasmRuntime {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .memory_init_cow(true);
+        if std::env::var_os("SARK_PERFMAP").is_some_and(|v| v == "1") {
+            // `perf record` then names the component's JIT-compiled functions
+            // (/tmp/perf-<pid>.map); see docs/performance.md.
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let linker = wasi_linker(&engine)?;
 

@@ -11,7 +11,7 @@ use super::bindings::sark::policy::types as wit;
 use super::bindings::{EvaluatorCore, EvaluatorCorePre};
 use super::engine::Ticker;
 use crate::config::Limits;
-use crate::evaluator::{EvalError, Evaluator, PathKind, check_input_size};
+use crate::evaluator::{EvalError, Evaluator, Footprint, PathKind, check_input_size, per_instance};
 use crate::idle_pool::IdlePool;
 use crate::store::DataStore;
 use sark_guest::{BundleInfo, Location, PolicyError, TestOutcome};
@@ -274,6 +274,41 @@ impl WasmPolicy {
         Ok(())
     }
 
+    /// Makes the instances the pool lost since it was filled (to traps, or to growing too
+    /// large), with the written documents applied. The server calls it in the background,
+    /// so that the decisions after a trap find an instance ready instead of paying for the
+    /// payload's load on the request path. Returns how many it added.
+    pub fn replenish(&self) -> usize {
+        let ticks = self.deadline_ticks().max(LOAD_DEADLINE_TICKS);
+        let mut added = 0;
+        while self.idle.missing() > 0 {
+            let made = self
+                .instantiate_with_deadline(ticks)
+                .and_then(|mut instance| {
+                    self.catch_up(&mut instance)?;
+                    Ok(instance)
+                });
+            match made {
+                Ok(instance) => {
+                    if !self.idle.add(instance) {
+                        break;
+                    }
+                    added += 1;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, added, "stopped replacing lost instances");
+                    break;
+                }
+            }
+        }
+        added
+    }
+
+    /// Instances the pool lost since it was filled (see [`Self::replenish`]).
+    pub fn missing_instances(&self) -> usize {
+        self.idle.missing()
+    }
+
     /// The evaluation deadline in epoch ticks.
     fn deadline_ticks(&self) -> u64 {
         ticks_of(self.limits.eval_timeout_ms)
@@ -307,6 +342,38 @@ impl WasmPolicy {
     /// from the bundle's snapshot).
     pub fn loads_payload(&self) -> bool {
         self.payload.is_some()
+    }
+
+    /// What a pooled instance holds: `n` fresh instances, each after one evaluation of
+    /// `entrypoint`, held at once (`sark bench`).
+    pub fn footprint(
+        &self,
+        n: usize,
+        entrypoint: &str,
+        input_json: &str,
+    ) -> Result<Footprint, EvalError> {
+        let resident_before = crate::allocator::resident_bytes();
+        let mut held = Vec::with_capacity(n);
+        let mut linear = 0;
+        for _ in 0..n {
+            let mut instance = self.instantiate()?;
+            self.catch_up(&mut instance)?;
+            instance.store.set_epoch_deadline(self.deadline_ticks());
+            instance
+                .bindings
+                .sark_policy_evaluator()
+                .call_evaluate(&mut instance.store, entrypoint, input_json)
+                .map_err(|e| EvalError::Trap(describe_trap(&e)))?
+                .map_err(|e| EvalError::Policy(from_wit(e)))?;
+            linear += instance.store.data().memory_bytes;
+            held.push(instance);
+        }
+        let resident_after = crate::allocator::resident_bytes();
+        Ok(Footprint {
+            instances: n,
+            bytes: Some(linear / n.max(1)),
+            resident_bytes: per_instance(resident_before, resident_after, n),
+        })
     }
 
     /// Creates and drops one instance; used by `sark bench` to time instantiation.

@@ -413,6 +413,9 @@ fn hangup_signal() -> anyhow::Result<Hangup> {
     Ok(())
 }
 
+/// How often the server checks for instances lost to traps and replaces them.
+const REPLENISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The server's background tasks: reload triggers, memory release, data catch-up, the time
 /// series sampler; and the changes status reports follow (reloads, decision log uploads)
 /// forwarded to `changes`.
@@ -434,6 +437,20 @@ fn start_background(
         loop {
             tick.tick().await;
             let _ = tokio::task::spawn_blocking(crate::allocator::release_free_memory).await;
+        }
+    });
+    // An instance that trapped is dropped; its replacement is made here, off the request
+    // path, so the decisions after a hostile one do not pay for loading the payload.
+    let pools = state.service.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REPLENISH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if pools.missing_instances() > 0 {
+                let pools = pools.clone();
+                let _ = tokio::task::spawn_blocking(move || pools.replenish_pools()).await;
+            }
         }
     });
     // The time series of the console and `/admin/timeseries`: the baseline now, before the
