@@ -34,7 +34,10 @@ run() {
   RATE=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   # Shed requests (503, beyond server.max_concurrent_evaluations and its queue) answer
   # fast: the decisions made per second are the 2xx answers.
-  awk '/ requests in / {n = $1; s = $4 + 0} /Non-2xx/ {bad = $5}
+  # wrk prints the run time as 5.00s, 1.00m, 1.00h (or ms).
+  awk '/ requests in / {n = $1; d = $4; sub(/,$/, "", d); s = d + 0
+         if (d ~ /ms$/) s /= 1000; else if (d ~ /m$/) s *= 60; else if (d ~ /h$/) s *= 3600}
+       /Non-2xx/ {bad = $5}
        END { if (s > 0) printf "answered 2xx: %.0f/s\n", (n - bad) / s }' <<<"$out"
 }
 

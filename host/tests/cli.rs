@@ -664,10 +664,10 @@ fn bench_reports_both_paths_as_json() {
     assert!(wasm["bytes"].as_u64().unwrap() > 1 << 20, "{report}");
     let native = &report["footprint"]["native"];
     assert_eq!(native["instances"], 8, "{report}");
-    assert!(
-        native["bytes"].as_u64().unwrap() < wasm["bytes"].as_u64().unwrap(),
-        "{report}"
-    );
+    // The heap figure is glibc's; under another allocator it is null.
+    if let Some(heap) = native["bytes"].as_u64() {
+        assert!(heap < wasm["bytes"].as_u64().unwrap(), "{report}");
+    }
 }
 
 #[test]

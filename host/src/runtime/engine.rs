@@ -88,7 +88,7 @@ impl WasmRuntime {
             .memory_init_cow(true);
         if std::env::var_os("SARK_PERFMAP").is_some_and(|v| v == "1") {
             // `perf record` then names the component's JIT-compiled functions
-            // (/tmp/perf-<pid>.map); see docs/performance.md.
+            // (/tmp/perf-<pid>.map); see docs/operations.md, "Profiling the component".
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config)?;

@@ -416,7 +416,11 @@ fn hangup_signal() -> anyhow::Result<Hangup> {
 /// How often the server checks for instances lost to traps and replaces them.
 const REPLENISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The server's background tasks: reload triggers, memory release, data catch-up, the time
+/// The longest wait between attempts while replacements keep failing.
+const REPLENISH_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The server's background tasks: reload triggers, memory release, replacing instances lost
+/// to traps, data catch-up, the time
 /// series sampler; and the changes status reports follow (reloads, decision log uploads)
 /// forwarded to `changes`.
 fn start_background(
@@ -440,16 +444,34 @@ fn start_background(
         }
     });
     // An instance that trapped is dropped; its replacement is made here, off the request
-    // path, so the decisions after a hostile one do not pay for loading the payload.
+    // path, so the decisions after a hostile one do not pay for loading the payload. When
+    // replacements fail (no free instance slot, written documents that do not apply), the
+    // checks back off to REPLENISH_MAX_BACKOFF rather than instantiate every tick.
     let pools = state.service.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REPLENISH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut wait = REPLENISH_INTERVAL;
         loop {
-            tick.tick().await;
-            if pools.missing_instances() > 0 {
-                let pools = pools.clone();
-                let _ = tokio::task::spawn_blocking(move || pools.replenish_pools()).await;
+            tokio::time::sleep(wait).await;
+            if pools.missing_instances() == 0 {
+                wait = REPLENISH_INTERVAL;
+                continue;
+            }
+            let worker = pools.clone();
+            let refilled = tokio::task::spawn_blocking(move || {
+                worker.replenish_pools();
+                worker.missing_instances() == 0
+            })
+            .await
+            .unwrap_or(false);
+            if refilled {
+                wait = REPLENISH_INTERVAL;
+            } else {
+                if wait == REPLENISH_INTERVAL {
+                    tracing::warn!(
+                        "instances lost to traps could not all be replaced; retrying with backoff"
+                    );
+                }
+                wait = (wait * 2).min(REPLENISH_MAX_BACKOFF);
             }
         }
     });
