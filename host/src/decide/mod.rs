@@ -146,21 +146,18 @@ impl DecisionService {
     /// Instances the active and candidate bundles' pools lost (to traps, or to growing too
     /// large) and have not replaced yet.
     pub fn missing_instances(&self) -> usize {
-        let candidate = self.candidate();
-        std::iter::once(self.active())
-            .chain(candidate)
-            .map(|b| b.wasm.missing_instances())
-            .sum()
+        self.loaded().map(|b| b.wasm.missing_instances()).sum()
     }
 
     /// Replaces the instances [`Self::missing_instances`] counts; it instantiates, so call
     /// it off the async runtime. Returns how many it made.
     pub fn replenish_pools(&self) -> usize {
-        let candidate = self.candidate();
-        std::iter::once(self.active())
-            .chain(candidate)
-            .map(|b| b.wasm.replenish())
-            .sum()
+        self.loaded().map(|b| b.wasm.replenish()).sum()
+    }
+
+    /// The active bundle and the candidate, if any.
+    fn loaded(&self) -> impl Iterator<Item = Arc<LoadedBundle>> {
+        std::iter::once(self.active()).chain(self.candidate())
     }
 
     /// Sets (or clears) the candidate bundle of the policy canary.

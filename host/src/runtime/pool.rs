@@ -279,29 +279,7 @@ impl WasmPolicy {
     /// so that the decisions after a trap find an instance ready instead of paying for the
     /// payload's load on the request path. Returns how many it added.
     pub fn replenish(&self) -> usize {
-        let ticks = self.deadline_ticks().max(LOAD_DEADLINE_TICKS);
-        let mut added = 0;
-        while self.idle.missing() > 0 {
-            let made = self
-                .instantiate_with_deadline(ticks)
-                .and_then(|mut instance| {
-                    self.catch_up(&mut instance)?;
-                    Ok(instance)
-                });
-            match made {
-                Ok(instance) => {
-                    if !self.idle.add(instance) {
-                        break;
-                    }
-                    added += 1;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, added, "stopped replacing lost instances");
-                    break;
-                }
-            }
-        }
-        added
+        self.fill(|| self.idle.missing() > 0, "replacing lost instances")
     }
 
     /// Instances the pool lost since it was filled (see [`Self::replenish`]).
@@ -319,10 +297,25 @@ impl WasmPolicy {
     /// Best effort: it stops at the first instance that cannot be made (the engine's instance
     /// slots are shared by every bundle loaded at once), and returns how many it added.
     pub fn prewarm(&self) -> usize {
+        self.fill(
+            || self.idle.len() < self.idle.max_idle(),
+            "filling the instance pool",
+        )
+    }
+
+    /// Adds new instances, with the written documents applied, while `short()` says the
+    /// pool needs one; stops at the first that cannot be made, or when the pool is full.
+    fn fill(&self, short: impl Fn() -> bool, doing: &str) -> usize {
         let ticks = self.deadline_ticks().max(LOAD_DEADLINE_TICKS);
         let mut added = 0;
-        while self.idle.len() < self.idle.max_idle() {
-            match self.instantiate_with_deadline(ticks) {
+        while short() {
+            let made = self
+                .instantiate_with_deadline(ticks)
+                .and_then(|mut instance| {
+                    self.catch_up(&mut instance)?;
+                    Ok(instance)
+                });
+            match made {
                 Ok(instance) => {
                     if !self.idle.add(instance) {
                         break;
@@ -330,7 +323,7 @@ impl WasmPolicy {
                     added += 1;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, added, "stopped filling the instance pool");
+                    tracing::debug!(error = %e, added, "stopped {doing}");
                     break;
                 }
             }
@@ -356,15 +349,8 @@ impl WasmPolicy {
         let mut held = Vec::with_capacity(n);
         let mut linear = 0;
         for _ in 0..n {
-            let mut instance = self.instantiate()?;
-            self.catch_up(&mut instance)?;
-            instance.store.set_epoch_deadline(self.deadline_ticks());
-            instance
-                .bindings
-                .sark_policy_evaluator()
-                .call_evaluate(&mut instance.store, entrypoint, input_json)
-                .map_err(|e| EvalError::Trap(describe_trap(&e)))?
-                .map_err(|e| EvalError::Policy(from_wit(e)))?;
+            let (instance, result) = self.evaluate_fresh(entrypoint, input_json)?;
+            result?;
             linear += instance.store.data().memory_bytes;
             held.push(instance);
         }
@@ -389,15 +375,25 @@ impl WasmPolicy {
         entrypoint: &str,
         input_json: &str,
     ) -> Result<Option<String>, EvalError> {
+        self.evaluate_fresh(entrypoint, input_json)?.1
+    }
+
+    /// A new instance (not pooled) and the result of evaluating once on it.
+    fn evaluate_fresh(
+        &self,
+        entrypoint: &str,
+        input_json: &str,
+    ) -> Result<(PolicyInstance, Result<Option<String>, EvalError>), EvalError> {
         let mut instance = self.instantiate()?;
         self.catch_up(&mut instance)?;
         instance.store.set_epoch_deadline(self.deadline_ticks());
-        instance
+        let result = instance
             .bindings
             .sark_policy_evaluator()
             .call_evaluate(&mut instance.store, entrypoint, input_json)
             .map_err(|e| EvalError::Trap(describe_trap(&e)))?
-            .map_err(|e| EvalError::Policy(from_wit(e)))
+            .map_err(|e| EvalError::Policy(from_wit(e)));
+        Ok((instance, result))
     }
 
     /// Number of idle instances in the pool.
