@@ -83,9 +83,10 @@ run: bundle
 	@$(SARK) test $(BUNDLE)
 
 # Unit tests, integration tests against the real binary and component, and the Rego tests.
+# One `cargo test` over the workspace: it resolves the same features as `make host`, so it
+# reuses that build (sark-python is tested by pytest below, sark-benches by `make bench`).
 test: bundle portability-deps cluster-deps client-deps console-deps
-	$(CARGO) test --workspace --release --exclude sark-guest --exclude sark-python
-	$(CARGO) test -p sark-guest --release
+	$(CARGO) test --workspace --release --exclude sark-python --exclude sark-benches
 	$(MAKE) python
 	$(MAKE) console
 	$(SARK) test policies
@@ -99,8 +100,8 @@ bench: bundle cluster-deps python-wheel
 	$(SARK) build bench/rbac -o target/bundles/rbac.wasm
 	$(SARK) bench target/bundles/rbac.wasm -e rbac/allow -i bench/rbac/input.json --path all --duration 5
 	$(CARGO) build --release -p sark --example bare_axum
-	$(CARGO) bench -p sark --bench cache
-	$(CARGO) bench -p sark --bench evaluate
+	$(CARGO) bench -p sark-benches --bench cache
+	$(CARGO) bench -p sark-benches --bench evaluate
 	bench/load.sh
 	bench/ext_authz.sh
 	python3 bench/cluster.py $(SARK) $(BUNDLE)

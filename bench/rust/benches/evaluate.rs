@@ -2,7 +2,7 @@
 //! cache hit through `DecisionService::decide`, and instantiation. The service is assembled
 //! by `ServiceBuilder`, as the binary assembles it.
 //! Run with `make bench` (it builds the example bundle first) or
-//! `cargo bench -p sark --bench evaluate` after `make bundle`.
+//! `cargo bench -p sark-benches --bench evaluate` after `make bundle`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sark::Evaluator;
@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 fn evaluate(c: &mut Criterion) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let bundle = Bundle::read(&root.join("target/bundles/mcp.wasm"))
         .expect("run `make bundle` first to build target/bundles/mcp.wasm");
     let text =

@@ -1,6 +1,6 @@
 //! Decision cache latency against moka and a `Mutex<lru::LruCache>`, with 1 and 2 threads.
 //! Each operation is timed on its own, so the report has medians and p99s.
-//! Run with `make bench` or `cargo bench -p sark --bench cache`.
+//! Run with `make bench` or `cargo bench -p sark-benches --bench cache`.
 
 use sark::cache::{CacheKey, DecisionCache};
 use std::hint::black_box;
