@@ -25,13 +25,26 @@ listening() {
   sed -n 's/^listening on //p' "$1"
 }
 
-# Runs wrk with one mix against a URL: prints the usual lines and leaves Requests/sec in RATE.
+# CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat.
+cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# Runs wrk with one mix against a URL served by process $3: prints the usual lines and the
+# server's CPU time per request (less noisy on a shared machine than the rate, since wrk
+# takes its share of the same cores), and leaves Requests/sec in RATE, CPU µs in CPU_US.
 RATE=""
+CPU_US=""
 run() {
-  local mix=$1 url=$2 out
+  local mix=$1 url=$2 pid=$3 out before after
+  before=$(cpu_seconds "$pid")
   out=$(wrk -t2 -c32 -d"$DURATION" --latency -s "bench/$mix.lua" "$url")
+  after=$(cpu_seconds "$pid")
   grep -E "Requests/sec|Non-2xx|  50%|  99%" <<<"$out"
   RATE=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  CPU_US=$(awk -v b="$before" -v a="$after" '/ requests in / {n = $1}
+    END { if (n > 0) printf "%.1f", (a - b) * 1e6 / n }' <<<"$out")
+  echo "server CPU per request: ${CPU_US} µs"
   # Shed requests (503, beyond server.max_concurrent_evaluations and its queue) answer
   # fast: the decisions made per second are the 2xx answers.
   # wrk prints the run time as 5.00s, 1.00m, 1.00h (or ms).
@@ -56,22 +69,27 @@ else
 fi
 
 echo "== hit mix: wrk -t2 -c32 -d$DURATION"
-run hit "$URL"
+run hit "$URL" "$PID"
 SARK_HIT=$RATE
+SARK_CPU=$CPU_US
 
 BARE_HIT=""
+BARE_CPU=""
 if [ -n "$BARE_URL" ]; then
   echo "== hit mix, bare axum ceiling: wrk -t2 -c32 -d$DURATION"
-  run hit "$BARE_URL/v1/data/mcp/gateway/decision"
+  run hit "$BARE_URL/v1/data/mcp/gateway/decision" "$BARE_PID"
   BARE_HIT=$RATE
+  BARE_CPU=$CPU_US
 fi
 
 echo "== miss mix: wrk -t2 -c32 -d$DURATION"
-run miss "$URL"
+run miss "$URL" "$PID"
 
 if [ -n "$BARE_HIT" ]; then
-  awk -v x="$SARK_HIT" -v y="$BARE_HIT" 'BEGIN {
+  awk -v x="$SARK_HIT" -v y="$BARE_HIT" -v cx="$SARK_CPU" -v cy="$BARE_CPU" 'BEGIN {
     printf "cache hits: sark %s req/s, bare axum %s req/s, ratio %s\n", x, y,
       (y + 0 > 0 ? sprintf("%.2f", x / y) : "n/a")
+    printf "cache hits, server CPU per request: sark %s µs, bare axum %s µs, ratio %s\n", cx, cy,
+      (cx + 0 > 0 ? sprintf("%.2f", cy / cx) : "n/a")
   }'
 fi

@@ -16,7 +16,8 @@ fn opa_data_api() {
     );
     assert_eq!(code, 200);
     assert_eq!(body["result"]["allow"], true);
-    assert!(body["decision_id"].as_str().unwrap().len() >= 32);
+    // OPA answers with a `decision_id` only while decision logging is on; it is off here.
+    assert!(body.get("decision_id").is_none(), "{body}");
 
     // GET with ?input=, provenance and metrics.
     let q = urlencode(&input.to_string());
@@ -36,7 +37,7 @@ fn opa_data_api() {
     let (code, body) = s.post("/v1/data/mcp/gateway/nothing_here", r#"{"input": {}}"#);
     assert_eq!(code, 200);
     assert!(
-        body.get("result").is_none() && body.get("decision_id").is_some(),
+        body.get("result").is_none() && body.get("decision_id").is_none(),
         "{body}"
     );
 
@@ -411,6 +412,55 @@ fn policy_canary_routes_stably_and_counts_shadow_disagreements() {
     }
 }
 
+/// A repeated body is answered from the memo of prepared inputs and the decision cache:
+/// the same answer, and never another door's, path's or body's.
+#[test]
+fn repeated_bodies_are_answered_as_the_first() {
+    let s = Server::start(example_bundle(), None, &[], None);
+    let input = sample("developer-create-issue.json");
+    let body = json!({"input": input}).to_string();
+    let url = "/v1/data/mcp/gateway/decision?metrics=true";
+    let (code, first) = s.post(url, &body);
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["metrics"]["cache_hit"], false, "{first}");
+    let (_, second) = s.post(url, &body);
+    assert_eq!(second["result"], first["result"]);
+    assert_eq!(second["metrics"]["cache_hit"], true, "{second}");
+    // The same input with its keys in another order: the same cache entry.
+    let mut members: Vec<(String, Value)> =
+        input.as_object().unwrap().clone().into_iter().collect();
+    members.reverse();
+    let reordered = format!(
+        "{{\"input\":{{{}}}}}",
+        members
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_ne!(reordered, body);
+    let (_, third) = s.post(url, &reordered);
+    assert_eq!(third["result"], first["result"]);
+    assert_eq!(third["metrics"]["cache_hit"], true, "{third}");
+    // The same bytes on another path, and on the v0 door (where they are the whole input).
+    let (_, allow) = s.post("/v1/data/mcp/gateway/allow", &body);
+    assert_eq!(allow["result"], true, "{allow}");
+    let (code, v0) = s.post("/v0/data/mcp/gateway/decision", &body);
+    assert_eq!(code, 200, "{v0}");
+    assert_ne!(
+        v0, first["result"],
+        "the v0 door reads {{\"input\": …}} as the input itself"
+    );
+    let (_, v0_plain) = s.post("/v0/data/mcp/gateway/decision", &input.to_string());
+    assert_eq!(v0_plain, first["result"]);
+    // Another body after a remembered one: its own decision.
+    let mut other = input.clone();
+    other["user"]["role"] = json!("viewer");
+    let (_, denied) = s.post(url, &json!({"input": other}).to_string());
+    assert_ne!(denied["result"], first["result"], "{denied}");
+    assert_eq!(denied["metrics"]["cache_hit"], false, "{denied}");
+}
+
 #[test]
 fn decision_log_masks_nested_fields() {
     let dir = scratch("server-log");
@@ -437,6 +487,17 @@ fn decision_log_masks_nested_fields() {
         "{record}"
     );
     assert_eq!(record["input"]["parameters"]["db"]["name"], "main");
+    // The same body again (a cache hit): logged with its input too.
+    let (_, again) = s.post(
+        "/v1/data/mcp/gateway/allow",
+        &json!({"input": input}).to_string(),
+    );
+    assert_ne!(body_id(&again), body_id(&body));
+    let repeat = log_record(&log, body_id(&again));
+    assert_eq!(
+        repeat["input"]["parameters"]["db"]["name"], "main",
+        "{repeat}"
+    );
     assert_eq!(
         record["erased"],
         json!(["/input/parameters/password", "/input/parameters/db/token"])

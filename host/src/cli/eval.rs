@@ -75,6 +75,7 @@ impl Args {
         let req = DecisionRequest {
             target,
             input: input.as_ref(),
+            prepared: None,
             user_key: self.user.as_deref(),
             force_path: self.path.map(Into::into),
             bypass_cache: false,

@@ -2,7 +2,7 @@
 //! and a bundle. The CLI, the server, the tests, the benches and the fuzz targets all use it,
 //! so each of them runs what the binary runs.
 
-use super::{DecisionService, Disagreements, LoadedBundle};
+use super::{DecisionService, Disagreements, InputMemo, LoadedBundle};
 use crate::bundle::Bundle;
 use crate::cache::{DecisionCache, SharedCache};
 use crate::cluster::{Cluster, RedisDecisionCache};
@@ -196,6 +196,7 @@ impl ServiceBuilder {
             canary_mode: config.features.policy_canary.mode,
             // Disagreements are shown masked as the decision log masks its records.
             disagreements: Arc::new(Disagreements::new(config.decision_log.mask.clone())),
+            memo: InputMemo::new(cache.max_size()),
             cache,
             shared,
             cluster,

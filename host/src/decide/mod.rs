@@ -15,12 +15,14 @@ mod canonical;
 mod disagreements;
 mod loaded;
 mod observer;
+mod prepared;
 mod request;
 
 pub use builder::ServiceBuilder;
 pub use canonical::canonical_json;
 pub use disagreements::{Disagreement, Disagreements, RECENT_DISAGREEMENTS, Side};
 pub use loaded::LoadedBundle;
+pub use prepared::{Door, InputMemo, MEMO_MAX_BODY_BYTES, MEMO_MAX_BYTES, PreparedInput};
 pub use request::{Decided, Decision, DecisionRequest, Lookup, Pending, Target};
 
 /// Why a data write was not applied.
@@ -75,6 +77,8 @@ pub struct DecisionService {
     /// The policy canary's shadow comparisons and recent disagreements.
     disagreements: Arc<Disagreements>,
     cache: Arc<DecisionCache>,
+    /// Prepared inputs by raw request body, for the front doors.
+    memo: InputMemo,
     shared: Option<Arc<dyn SharedCache>>,
     cluster: Option<Arc<Cluster>>,
     flags: Arc<RolloutFlags>,
@@ -212,6 +216,13 @@ impl DecisionService {
         &self.data
     }
 
+    /// The memo of prepared inputs by raw request body, for a front door to skip parsing a
+    /// body it has seen; `None` while the decision log is on, which records every input as
+    /// parsed.
+    pub fn input_memo(&self) -> Option<&InputMemo> {
+        (self.log.is_none()).then_some(&self.memo)
+    }
+
     /// The decision cache.
     pub fn cache(&self) -> &Arc<DecisionCache> {
         &self.cache
@@ -310,7 +321,10 @@ impl DecisionService {
     /// when the user is in the `decision_cache` rollout and it holds the decision.
     pub fn lookup<'r>(&self, req: &DecisionRequest<'r>) -> Lookup<'r> {
         let started = Instant::now();
-        let user = req.user_key.unwrap_or_else(|| user_key_of(req.input));
+        let user = req
+            .user_key
+            .or(req.prepared.map(PreparedInput::user_key))
+            .unwrap_or_else(|| user_key_of(req.input));
         // A forced path (diagnostics: benchmarks, health probes, `--path`) evaluates the
         // active bundle; only routed decisions take part in the canary.
         let routed = match self.canary_mode {
@@ -341,7 +355,10 @@ impl DecisionService {
             bundle,
             path,
             canary,
-            canonical: req.input.map(canonical_json).unwrap_or_default(),
+            canonical: match req.prepared {
+                Some(p) => p.canonical().clone(),
+                None => req.input.map(canonical_json).unwrap_or_default().into(),
+            },
             started,
             deadline: req.received.unwrap_or(started) + evaluation_budget(&self.limits),
         };

@@ -58,7 +58,7 @@ impl DecisionService {
             metrics: self.metrics.clone(),
             disagreements: self.disagreements.clone(),
             entrypoint: entrypoint.to_string(),
-            input_json: String::from_utf8(route.canonical).unwrap_or_default(),
+            input_json: String::from_utf8(route.canonical.to_vec()).unwrap_or_default(),
             served: served.result.clone(),
             served_bundle: served.bundle_id.clone(),
         })

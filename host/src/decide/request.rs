@@ -2,6 +2,7 @@
 //! one step to the next (`lookup` → `evaluate` → `record`).
 
 use super::LoadedBundle;
+use super::prepared::PreparedInput;
 use crate::cache::CacheKey;
 use crate::evaluator::{EvalError, PathKind};
 use std::sync::Arc;
@@ -30,8 +31,12 @@ impl<'a> Target<'a> {
 pub struct DecisionRequest<'a> {
     /// What to evaluate.
     pub target: Target<'a>,
-    /// The input document; `None` evaluates without input.
+    /// The input document; `None` evaluates without input (unless `prepared` has one).
     pub input: Option<&'a serde_json::Value>,
+    /// The input already prepared (canonical form and rollout key), used instead of
+    /// preparing `input` again: a front door that remembered this body passes it with no
+    /// `input` (see [`super::InputMemo`]).
+    pub prepared: Option<&'a PreparedInput>,
     /// Key for rollout buckets; default: `input.user.id` (or `input.user` when it is a
     /// string), else the empty key shared by all anonymous requests.
     pub user_key: Option<&'a str>,
@@ -62,11 +67,18 @@ impl<'a> DecisionRequest<'a> {
         DecisionRequest {
             target,
             input,
+            prepared: None,
             user_key: None,
             force_path: None,
             bypass_cache: false,
             received: None,
         }
+    }
+
+    /// This request with its input already prepared (see [`Self::prepared`]).
+    pub fn with_prepared(mut self, prepared: &'a PreparedInput) -> Self {
+        self.prepared = Some(prepared);
+        self
     }
 
     /// This request, its budget counting from `at` (see [`Self::received`]).
@@ -113,7 +125,7 @@ pub(super) struct Route<'r> {
     pub(super) bundle: Arc<LoadedBundle>,
     pub(super) path: PathKind,
     pub(super) canary: bool,
-    pub(super) canonical: Vec<u8>,
+    pub(super) canonical: Arc<[u8]>,
     pub(super) started: Instant,
     /// When the decision's budget ends.
     pub(super) deadline: Instant,

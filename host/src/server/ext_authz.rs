@@ -47,6 +47,7 @@ impl Authorization for Check {
         let mut req = DecisionRequest::new(&self.config.path, Some(&input)).received_at(received);
         req.user_key = Some(user);
         let answer = decide(&self.state, &req);
+        let decision_id = answer.id_or_new();
         // Shed load is retryable: `UNAVAILABLE`, which Envoy's retry policy knows.
         if let Err(e @ EvalError::Overloaded { .. }) = &answer.outcome {
             return Err(tonic::Status::unavailable(e.to_string()));
@@ -69,7 +70,7 @@ impl Authorization for Check {
                     outcome
                 };
                 let mut response = outcome.response;
-                with_decision_id(&mut response, &answer.decision_id);
+                with_decision_id(&mut response, &decision_id);
                 Ok(tonic::Response::new(response))
             }
             // An undefined or malformed decision, or a failed evaluation, is the call's
@@ -77,7 +78,7 @@ impl Authorization for Check {
             // `failure_mode_allow` decides.
             Err(message) => {
                 tracing::warn!(
-                    decision_id = %answer.decision_id,
+                    decision_id = %decision_id,
                     error = %message,
                     "ext_authz decision failed"
                 );

@@ -94,7 +94,7 @@ fn decide_closed(
         state,
         &DecisionRequest::new(entrypoint, Some(&input)).received_at(received),
     );
-    let audit_id = answer.decision_id;
+    let audit_id = answer.id_or_new();
     let body = match &answer.outcome {
         Ok(d) => {
             let doc: Value = d

@@ -539,21 +539,35 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 
 /// A decision as a front door gets it: its id and the decision, or why it failed.
 pub(crate) struct Answer {
-    /// The decision id (OPA's `decision_id`, the gateway's `audit_id`), also in the log.
-    pub decision_id: String,
+    /// The decision id under which the decision log recorded it (OPA's `decision_id`); none
+    /// while the decision log is off, as OPA answers without one then.
+    pub decision_id: Option<String>,
     /// The decision, or why it failed.
     pub outcome: Result<Decision, EvalError>,
 }
 
-/// The sequence every decision handler shares: a decision id, the decision, the record
-/// (decision log under that id, shadow, live metrics).
+impl Answer {
+    /// The decision id, or a new one when the decision was not logged (for the doors that
+    /// always carry one: the gateway's `audit_id`, ext_authz's dynamic metadata).
+    pub fn id_or_new(&self) -> String {
+        self.decision_id.clone().unwrap_or_else(new_decision_id)
+    }
+}
+
+/// A new decision id (a random UUID).
+fn new_decision_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The sequence every decision handler shares: a decision id when the decision log is on,
+/// the decision, the record (decision log under that id, shadow, live metrics).
 pub(crate) fn decide(state: &AppState, req: &DecisionRequest<'_>) -> Answer {
-    let decision_id = uuid::Uuid::new_v4().to_string();
+    let decision_id = state.service.logs_decisions().then(new_decision_id);
     let outcome = resolve(
         &state.service,
         Some(&state.admission),
         req,
-        Some(&decision_id),
+        decision_id.as_deref(),
     );
     Answer {
         decision_id,

@@ -2,7 +2,7 @@
 
 use super::respond::{bad_json, body_rejected, eval_error, json_body, json_text, opa_error};
 use super::{AppState, decide, resolve};
-use crate::decide::DecisionRequest;
+use crate::decide::{DecisionRequest, Door, PreparedInput};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
@@ -73,11 +73,34 @@ fn post_data_inner(
         Ok(b) => b,
         Err(e) => return body_rejected(e),
     };
-    let input = match parse_envelope(&body) {
+    let (input, prepared) = match body_input(&state, Door::V1Data, &path, &body, parse_envelope) {
         Ok(i) => i,
         Err(r) => return r,
     };
-    data_response(&state, &path, input, &params, received)
+    data_response(&state, &path, input, Some(&prepared), &params, received)
+}
+
+/// The input of `body` on `door`: prepared earlier for the same bytes (no parse: the value
+/// is `None`), or parsed with `parse`, prepared and remembered (see
+/// [`crate::decide::InputMemo`]). With the decision log on, every body is parsed: the log
+/// records the input.
+fn body_input(
+    state: &AppState,
+    door: Door,
+    path: &str,
+    body: &[u8],
+    parse: impl FnOnce(&[u8]) -> Result<Option<Value>, Response>,
+) -> Result<(Option<Value>, Arc<PreparedInput>), Response> {
+    let memo = state.service.input_memo();
+    if let Some(prepared) = memo.and_then(|m| m.get(door, path, body)) {
+        return Ok((None, prepared));
+    }
+    let input = parse(body)?;
+    let prepared = Arc::new(PreparedInput::of(input.as_ref()));
+    if let Some(memo) = memo {
+        memo.put(door, path, body, prepared.clone());
+    }
+    Ok((input, prepared))
 }
 
 pub async fn get_data_root(
@@ -104,23 +127,26 @@ fn get_data_inner(state: Arc<AppState>, path: String, params: DataParams) -> Res
         },
         None => None,
     };
-    data_response(&state, &path, input, &params, received)
+    data_response(&state, &path, input, None, &params, received)
 }
 
-/// Decides `path` for `input` and answers in OPA's `/v1/data` shape.
+/// Decides `path` for `input` (or its `prepared` form) and answers in OPA's `/v1/data`
+/// shape.
 fn data_response(
     state: &Arc<AppState>,
     path: &str,
     input: Option<Value>,
+    prepared: Option<&PreparedInput>,
     params: &DataParams,
     received: Instant,
 ) -> Response {
     let started = Instant::now();
     let entrypoint = if path.is_empty() { "data" } else { path };
-    let answer = decide(
-        state,
-        &DecisionRequest::new(entrypoint, input.as_ref()).received_at(received),
-    );
+    let mut req = DecisionRequest::new(entrypoint, input.as_ref()).received_at(received);
+    if let Some(p) = prepared {
+        req = req.with_prepared(p);
+    }
+    let answer = decide(state, &req);
     let decision = match answer.outcome {
         Ok(d) => Some(d),
         Err(e) => match eval_error(&e) {
@@ -133,18 +159,32 @@ fn data_response(
     };
     let decision_id = answer.decision_id;
 
+    // OPA's members: `decision_id` with the decision log on, `result` unless undefined.
     let mut body = String::with_capacity(128);
-    body.push_str("{\"decision_id\":\"");
-    body.push_str(&decision_id);
-    body.push('"');
+    body.push('{');
+    let member = |body: &mut String, name: &str| {
+        if body.len() > 1 {
+            body.push(',');
+        }
+        body.push('"');
+        body.push_str(name);
+        body.push_str("\":");
+    };
+    if let Some(id) = &decision_id {
+        member(&mut body, "decision_id");
+        body.push('"');
+        body.push_str(id);
+        body.push('"');
+    }
     if let Some(result) = decision.as_ref().and_then(|d| d.result.as_deref()) {
-        body.push_str(",\"result\":");
+        member(&mut body, "result");
         body.push_str(result);
     }
     if flag(&params.metrics) {
         let d = decision.as_ref();
+        member(&mut body, "metrics");
         body.push_str(&format!(
-            ",\"metrics\":{{\"timer_server_handler_ns\":{},\"timer_rego_query_eval_ns\":{},\"cache_hit\":{},\"shared_cache_hit\":{},\"implementation\":\"{}\"}}",
+            "{{\"timer_server_handler_ns\":{},\"timer_rego_query_eval_ns\":{},\"cache_hit\":{},\"shared_cache_hit\":{},\"implementation\":\"{}\"}}",
             started.elapsed().as_nanos(),
             d.map_or(0, |d| d.elapsed.as_nanos()),
             d.is_some_and(|d| d.cache_hit),
@@ -160,7 +200,7 @@ fn data_response(
             "revision": m.revision,
             "bundles": {state.bundle_name(): {"revision": m.revision, "content_hash": m.content_hash}},
         });
-        body.push_str(",\"provenance\":");
+        member(&mut body, "provenance");
         body.push_str(&p.to_string());
     }
     body.push('}');
@@ -204,26 +244,15 @@ fn raw_value_response(
         Ok(b) => b,
         Err(e) => return body_rejected(e),
     };
-    let input: Option<Value> = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        None
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                return opa_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_parameter",
-                    &format!(
-                        "unexpected parse error for input: body contains malformed input document: {e}"
-                    ),
-                    vec![],
-                );
-            }
-        }
+    let (input, prepared) = match body_input(state, Door::V0Data, path, &body, parse_raw_input) {
+        Ok(i) => i,
+        Err(r) => return r,
     };
     let answer = decide(
         state,
-        &DecisionRequest::new(path, input.as_ref()).received_at(received),
+        &DecisionRequest::new(path, input.as_ref())
+            .with_prepared(&prepared)
+            .received_at(received),
     );
     let kind = match answer.outcome {
         Ok(d) => match d.result {
@@ -241,6 +270,23 @@ fn raw_value_response(
         &format!("{kind}: {}", sark_guest::normalize_entrypoint(path)),
         vec![],
     )
+}
+
+/// The v0 body: the input document itself (none when the body is blank).
+fn parse_raw_input(body: &[u8]) -> Result<Option<Value>, Response> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        opa_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            &format!(
+                "unexpected parse error for input: body contains malformed input document: {e}"
+            ),
+            vec![],
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -337,16 +383,22 @@ pub async fn post_batch(
     let mut failed = false;
     for (id, input) in &batch.inputs {
         let answer = decide(&state, &DecisionRequest::new(&path, Some(input)));
-        let decision_id = answer.decision_id;
+        // `decision_id` with the decision log on, as in `/v1/data` answers.
+        let mut e = serde_json::Map::new();
+        if let Some(id) = answer.decision_id {
+            e.insert("decision_id".into(), Value::String(id));
+        }
         let entry = match answer.outcome {
             Ok(d) => {
-                let mut e = json!({"decision_id": decision_id});
                 if let Some(r) = d.result.as_deref() {
-                    e["result"] = serde_json::from_str(r).unwrap_or(Value::Null);
+                    e.insert(
+                        "result".into(),
+                        serde_json::from_str(r).unwrap_or(Value::Null),
+                    );
                 }
-                e
+                Value::Object(e)
             }
-            Err(err) if eval_error(&err).is_none() => json!({"decision_id": decision_id}),
+            Err(err) if eval_error(&err).is_none() => Value::Object(e),
             Err(err) => {
                 failed = true;
                 json!({"code": "internal_error", "message": err.to_string(), "http_status_code": "500"})
