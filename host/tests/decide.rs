@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use sark::bundle::Bundle;
 use sark::config::Config;
-use sark::decide::{DecisionRequest, DecisionService, ServiceBuilder};
+use sark::decide::{DecisionRequest, DecisionService, PreparedInput, ServiceBuilder};
 use sark::flags::{DECISION_CACHE, WASM_ENGINE};
 use sark::{EvalError, PathKind, PolicyError};
 use serde_json::json;
@@ -479,4 +479,42 @@ fn a_fallback_gets_only_what_is_left_of_the_request_budget() {
             "{path:?}: a time limit is a limit error: {e:?}"
         );
     }
+}
+
+/// A prepared input (as a front door passes a body it remembered) decides as its value does,
+/// shares its cache entries, and the memo is offered only while decisions are cached.
+#[test]
+fn prepared_inputs_decide_as_their_values_and_share_the_cache() {
+    let s = failures(&Config::default());
+    let a = json!({"user": {"id": "alice", "role": "x"}, "n": 7});
+    let prepared = PreparedInput::of(Some(&a));
+    assert_eq!(prepared.user_key(), "alice");
+    let first = s
+        .decide(&DecisionRequest::new("failures/cached", None).with_prepared(&prepared))
+        .unwrap();
+    assert!(!first.cache_hit);
+    assert!(
+        first.result.as_deref().unwrap().contains("\"seen\":7"),
+        "{first:?}"
+    );
+    let by_value = s
+        .decide(&DecisionRequest::new("failures/cached", Some(&a)))
+        .unwrap();
+    assert!(
+        by_value.cache_hit,
+        "the value's decision is the prepared one's entry"
+    );
+    assert_eq!(first.result, by_value.result);
+
+    // The memo is there while decisions are cached, and goes with the cache rollout.
+    assert!(s.input_memo().is_some());
+    s.flags().set_percentage(DECISION_CACHE, 0).unwrap();
+    assert!(
+        s.input_memo().is_none(),
+        "nothing is cached: the memo would only cost"
+    );
+    s.flags().set_percentage(DECISION_CACHE, 100).unwrap();
+    assert!(s.input_memo().is_some());
+    // (With the decision log on there is no memo either: `decision_log_masks_nested_fields`
+    // in tests/server.rs has a repeated body logged with its input.)
 }

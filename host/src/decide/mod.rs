@@ -217,10 +217,15 @@ impl DecisionService {
     }
 
     /// The memo of prepared inputs by raw request body, for a front door to skip parsing a
-    /// body it has seen; `None` while the decision log is on, which records every input as
-    /// parsed.
+    /// body it has seen. `None` while the decision log is on (it records every input as
+    /// parsed) and while the `decision_cache` feature is off for everyone (a remembered body
+    /// would then still be evaluated: the memo would only cost).
     pub fn input_memo(&self) -> Option<&InputMemo> {
-        (self.log.is_none()).then_some(&self.memo)
+        let caching = self
+            .flags
+            .get(DECISION_CACHE)
+            .is_some_and(|f| f.enabled && f.rollout_percentage > 0);
+        (self.log.is_none() && caching).then_some(&self.memo)
     }
 
     /// The decision cache.
