@@ -84,8 +84,10 @@ run: bundle
 
 # Unit tests, integration tests against the real binary and component, and the Rego tests.
 # One `cargo test` over the workspace: it resolves the same features as `make host`, so it
-# reuses that build (sark-python is tested by pytest below, sark-benches by `make bench`).
+# reuses that build (sark-python is tested by pytest below, sark-benches by `make bench`);
+# .ci/same-features.sh fails first when a dependency change would break that.
 test: bundle portability-deps cluster-deps client-deps console-deps
+	.ci/same-features.sh
 	$(CARGO) test --workspace --release --exclude sark-python --exclude sark-benches
 	$(MAKE) python
 	$(MAKE) console
