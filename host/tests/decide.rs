@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use sark::bundle::Bundle;
 use sark::config::Config;
-use sark::decide::{DecisionRequest, DecisionService, PreparedInput, ServiceBuilder};
+use sark::decide::{DecisionRequest, DecisionService, Door, PreparedInput, ServiceBuilder};
 use sark::flags::{DECISION_CACHE, WASM_ENGINE};
 use sark::{EvalError, PathKind, PolicyError};
 use serde_json::json;
@@ -507,14 +507,22 @@ fn prepared_inputs_decide_as_their_values_and_share_the_cache() {
     assert_eq!(first.result, by_value.result);
 
     // The memo is there while decisions are cached, and goes with the cache rollout.
-    assert!(s.input_memo().is_some());
+    let memo = s.input_memo().expect("a memo while decisions are cached");
+    memo.put(
+        Door::V1Data,
+        "p",
+        b"{}",
+        std::sync::Arc::new(PreparedInput::of(None)),
+    );
+    assert!(!memo.is_empty());
     s.flags().set_percentage(DECISION_CACHE, 0).unwrap();
     assert!(
         s.input_memo().is_none(),
         "nothing is cached: the memo would only cost"
     );
     s.flags().set_percentage(DECISION_CACHE, 100).unwrap();
-    assert!(s.input_memo().is_some());
+    let memo = s.input_memo().expect("a memo again");
+    assert!(memo.is_empty(), "emptied while it was off");
     // (With the decision log on there is no memo either: `decision_log_masks_nested_fields`
     // in tests/server.rs has a repeated body logged with its input.)
 }

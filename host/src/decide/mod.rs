@@ -225,6 +225,10 @@ impl DecisionService {
             .flags
             .get(DECISION_CACHE)
             .is_some_and(|f| f.enabled && f.rollout_percentage > 0);
+        if !caching && !self.memo.is_empty() {
+            // Nothing to keep it for: its memory goes back now, not when caching resumes.
+            self.memo.clear();
+        }
         (self.log.is_none() && caching).then_some(&self.memo)
     }
 
@@ -322,7 +326,8 @@ impl DecisionService {
     }
 
     /// Step 1: picks the bundle (policy canary in route mode) and the path (`wasm_engine`,
-    /// or the forced path), canonicalizes the input once, and answers from the local cache
+    /// or the forced path), canonicalizes the input once (or takes the form a front door
+    /// prepared, see [`DecisionRequest::prepared`]), and answers from the local cache
     /// when the user is in the `decision_cache` rollout and it holds the decision.
     pub fn lookup<'r>(&self, req: &DecisionRequest<'r>) -> Lookup<'r> {
         let started = Instant::now();

@@ -6,7 +6,9 @@
 //! on the bundle, the flags or the written documents, so it never holds a stale entry and is
 //! not cleared on a bundle swap. It is bounded by entries and by bytes: when either bound is
 //! reached it starts over empty (the next requests fill it again), which keeps a changing set
-//! of inputs from pinning memory while costing a repeated request one parse at most.
+//! of inputs from pinning memory while costing a repeated request one parse at most. The
+//! bounds are approximate under concurrency: a put racing a `clear` may survive it uncounted,
+//! until the next `clear`.
 
 use super::canonical::{canonical_json, user_key_of};
 use dashmap::DashMap;
@@ -67,8 +69,13 @@ struct Remembered {
 /// would let a few large inputs take the memo's byte budget.
 pub const MEMO_MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The memo's byte bound (bodies and prepared inputs).
+/// The memo's byte bound (bodies, paths and prepared inputs, plus [`ENTRY_OVERHEAD_BYTES`]
+/// per entry).
 pub const MEMO_MAX_BYTES: usize = 64 << 20;
+
+/// What an entry costs besides its bytes (its allocations and its map slot), counted in the
+/// byte bound so that many small entries cannot go far past it.
+const ENTRY_OVERHEAD_BYTES: usize = 192;
 
 /// Prepared inputs by front door, path and raw body (see the module documentation).
 pub struct InputMemo {
@@ -111,7 +118,7 @@ impl InputMemo {
         if self.max_entries == 0 || body.len() > MEMO_MAX_BODY_BYTES {
             return;
         }
-        let size = body.len() + path.len() + prepared.bytes();
+        let size = body.len() + path.len() + prepared.bytes() + ENTRY_OVERHEAD_BYTES;
         if self.entries.load(Ordering::Relaxed) >= self.max_entries
             || self.bytes.load(Ordering::Relaxed) + size > MEMO_MAX_BYTES
         {
@@ -125,7 +132,8 @@ impl InputMemo {
         });
         match self.map.insert(Self::key(door, path, body), entry) {
             Some(old) => {
-                let old = old.body.len() + old.path.len() + old.prepared.bytes();
+                let old =
+                    old.body.len() + old.path.len() + old.prepared.bytes() + ENTRY_OVERHEAD_BYTES;
                 // Saturating: a concurrent `clear` may have reset the count meanwhile.
                 let _ = self
                     .bytes
@@ -152,9 +160,9 @@ impl InputMemo {
         self.map.len()
     }
 
-    /// Whether nothing is remembered.
+    /// Whether nothing is remembered (by the entry count, without locking the map).
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.load(Ordering::Relaxed) == 0
     }
 }
 

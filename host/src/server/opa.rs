@@ -82,8 +82,9 @@ fn post_data_inner(
 
 /// The input of `body` on `door`: prepared earlier for the same bytes (no parse: the value
 /// is `None`), or parsed with `parse`, prepared and remembered (see
-/// [`crate::decide::InputMemo`]). With the decision log on, every body is parsed: the log
-/// records the input.
+/// [`crate::decide::InputMemo`]). Without a memo (the decision log is on, or decisions are
+/// not cached for anyone: see [`crate::decide::DecisionService::input_memo`]), every body is
+/// parsed.
 fn body_input(
     state: &AppState,
     door: Door,
