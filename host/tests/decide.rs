@@ -523,6 +523,26 @@ fn prepared_inputs_decide_as_their_values_and_share_the_cache() {
     s.flags().set_percentage(DECISION_CACHE, 100).unwrap();
     let memo = s.input_memo().expect("a memo again");
     assert!(memo.is_empty(), "emptied while it was off");
+    // Only users in the cache rollout have their bodies remembered.
+    let out_of = (0..100)
+        .map(|i| format!("user-{i}"))
+        .find(|u| sark::flags::bucket(DECISION_CACHE, u) >= 50)
+        .unwrap();
+    let into = (0..100)
+        .map(|i| format!("user-{i}"))
+        .find(|u| sark::flags::bucket(DECISION_CACHE, u) < 50)
+        .unwrap();
+    s.flags().set_percentage(DECISION_CACHE, 50).unwrap();
+    let out = std::sync::Arc::new(PreparedInput::of(Some(&json!({"user": out_of}))));
+    let inside = std::sync::Arc::new(PreparedInput::of(Some(&json!({"user": into}))));
+    s.remember_input(Door::V1Data, "p", b"out", &out);
+    s.remember_input(Door::V1Data, "p", b"in", &inside);
+    let memo = s.input_memo().unwrap();
+    assert!(
+        memo.get(Door::V1Data, "p", b"out").is_none(),
+        "{out_of} is not cached"
+    );
+    assert!(memo.get(Door::V1Data, "p", b"in").is_some(), "{into} is");
     // (With the decision log on there is no memo either: `decision_log_masks_nested_fields`
     // in tests/server.rs has a repeated body logged with its input.)
 }

@@ -232,6 +232,23 @@ impl DecisionService {
         (self.log.is_none() && caching).then_some(&self.memo)
     }
 
+    /// Remembers the input a front door prepared for `body` (see [`Self::input_memo`]), when
+    /// there is a memo and the input's user is in the `decision_cache` rollout: the others'
+    /// decisions are evaluated every time, so their bodies are not worth keeping.
+    pub fn remember_input(
+        &self,
+        door: Door,
+        path: &str,
+        body: &[u8],
+        prepared: &Arc<PreparedInput>,
+    ) {
+        if let Some(memo) = self.input_memo()
+            && self.flags.is_on(DECISION_CACHE, prepared.user_key())
+        {
+            memo.put(door, path, body, prepared.clone());
+        }
+    }
+
     /// The decision cache.
     pub fn cache(&self) -> &Arc<DecisionCache> {
         &self.cache

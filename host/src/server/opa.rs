@@ -98,9 +98,7 @@ fn body_input(
     }
     let input = parse(body)?;
     let prepared = Arc::new(PreparedInput::of(input.as_ref()));
-    if let Some(memo) = memo {
-        memo.put(door, path, body, prepared.clone());
-    }
+    state.service.remember_input(door, path, body, &prepared);
     Ok((input, prepared))
 }
 
