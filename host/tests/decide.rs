@@ -533,16 +533,35 @@ fn prepared_inputs_decide_as_their_values_and_share_the_cache() {
         .find(|u| sark::flags::bucket(DECISION_CACHE, u) < 50)
         .unwrap();
     s.flags().set_percentage(DECISION_CACHE, 50).unwrap();
-    let out = std::sync::Arc::new(PreparedInput::of(Some(&json!({"user": out_of}))));
-    let inside = std::sync::Arc::new(PreparedInput::of(Some(&json!({"user": into}))));
-    s.remember_input(Door::V1Data, "p", b"out", &out);
-    s.remember_input(Door::V1Data, "p", b"in", &inside);
+    let parsed = |user: &str| {
+        let value = json!({"user": user});
+        move |_: &[u8]| Ok::<_, ()>(Some(value))
+    };
+    let (value, _) = s
+        .prepare_body(Door::V1Data, "p", b"out", parsed(&out_of))
+        .unwrap();
+    assert_eq!(value, Some(json!({"user": out_of})), "parsed");
+    let (_, inside) = s
+        .prepare_body(Door::V1Data, "p", b"in", parsed(&into))
+        .unwrap();
+    assert_eq!(inside.user_key(), into);
     let memo = s.input_memo().unwrap();
     assert!(
         memo.get(Door::V1Data, "p", b"out").is_none(),
         "{out_of} is not cached"
     );
-    assert!(memo.get(Door::V1Data, "p", b"in").is_some(), "{into} is");
+    // A remembered body is not parsed again, and a parse error is returned as is.
+    let unparsed = |_: &[u8]| -> Result<Option<serde_json::Value>, ()> { panic!("parsed again") };
+    let (value, again) = s.prepare_body(Door::V1Data, "p", b"in", unparsed).unwrap();
+    assert!(
+        value.is_none() && std::sync::Arc::ptr_eq(&again, &inside),
+        "{into} is remembered"
+    );
+    let refused = s.prepare_body(Door::V1Data, "p", b"bad", |_| {
+        Err::<Option<serde_json::Value>, _>("bad")
+    });
+    assert_eq!(refused.unwrap_err(), "bad");
+    assert!(memo.get(Door::V1Data, "p", b"bad").is_none());
     // (With the decision log on there is no memo either: `decision_log_masks_nested_fields`
     // in tests/server.rs has a repeated body logged with its input.)
 }

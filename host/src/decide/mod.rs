@@ -232,21 +232,30 @@ impl DecisionService {
         (self.log.is_none() && caching).then_some(&self.memo)
     }
 
-    /// Remembers the input a front door prepared for `body` (see [`Self::input_memo`]), when
-    /// there is a memo and the input's user is in the `decision_cache` rollout: the others'
-    /// decisions are evaluated every time, so their bodies are not worth keeping.
-    pub fn remember_input(
+    /// The input of a request `body` that came in on `door` for `path`: the one prepared
+    /// for the same bytes earlier (no parse: the value is `None`), or `parse(body)` prepared,
+    /// and remembered when there is a memo and the input's user is in the `decision_cache`
+    /// rollout (the others' decisions are evaluated every time, so their bodies are not worth
+    /// keeping). A parse error is returned as is, and nothing is remembered.
+    pub fn prepare_body<E>(
         &self,
         door: Door,
         path: &str,
         body: &[u8],
-        prepared: &Arc<PreparedInput>,
-    ) {
-        if let Some(memo) = self.input_memo()
+        parse: impl FnOnce(&[u8]) -> Result<Option<serde_json::Value>, E>,
+    ) -> Result<(Option<serde_json::Value>, Arc<PreparedInput>), E> {
+        let memo = self.input_memo();
+        if let Some(prepared) = memo.and_then(|m| m.get(door, path, body)) {
+            return Ok((None, prepared));
+        }
+        let input = parse(body)?;
+        let prepared = Arc::new(PreparedInput::of(input.as_ref()));
+        if let Some(memo) = memo
             && self.flags.is_on(DECISION_CACHE, prepared.user_key())
         {
             memo.put(door, path, body, prepared.clone());
         }
+        Ok((input, prepared))
     }
 
     /// The decision cache.

@@ -65,6 +65,13 @@ struct Remembered {
     prepared: Arc<PreparedInput>,
 }
 
+impl Remembered {
+    /// What the entry counts against [`MEMO_MAX_BYTES`].
+    fn size(&self) -> usize {
+        self.body.len() + self.path.len() + self.prepared.bytes() + ENTRY_OVERHEAD_BYTES
+    }
+}
+
 /// Bodies larger than this are parsed every time: they are rare, and remembering them
 /// would let a few large inputs take the memo's byte budget.
 pub const MEMO_MAX_BODY_BYTES: usize = 16 * 1024;
@@ -102,9 +109,14 @@ impl InputMemo {
         xxhash_rust::xxh3::xxh3_128_with_seed(body, seed)
     }
 
+    /// Whether a body of this size is remembered at all.
+    fn takes(&self, body: &[u8]) -> bool {
+        self.max_entries > 0 && body.len() <= MEMO_MAX_BODY_BYTES
+    }
+
     /// The input prepared earlier for exactly this body on this door and path.
     pub fn get(&self, door: Door, path: &str, body: &[u8]) -> Option<Arc<PreparedInput>> {
-        if self.max_entries == 0 || body.len() > MEMO_MAX_BODY_BYTES {
+        if !self.takes(body) {
             return None;
         }
         let found = self.map.get(&Self::key(door, path, body))?;
@@ -115,14 +127,8 @@ impl InputMemo {
 
     /// Remembers `prepared` for this body (nothing when the body is too large).
     pub fn put(&self, door: Door, path: &str, body: &[u8], prepared: Arc<PreparedInput>) {
-        if self.max_entries == 0 || body.len() > MEMO_MAX_BODY_BYTES {
+        if !self.takes(body) {
             return;
-        }
-        let size = body.len() + path.len() + prepared.bytes() + ENTRY_OVERHEAD_BYTES;
-        if self.entries.load(Ordering::Relaxed) >= self.max_entries
-            || self.bytes.load(Ordering::Relaxed) + size > MEMO_MAX_BYTES
-        {
-            self.clear();
         }
         let entry = Arc::new(Remembered {
             door,
@@ -130,10 +136,15 @@ impl InputMemo {
             body: body.into(),
             prepared,
         });
+        let size = entry.size();
+        if self.entries.load(Ordering::Relaxed) >= self.max_entries
+            || self.bytes.load(Ordering::Relaxed) + size > MEMO_MAX_BYTES
+        {
+            self.clear();
+        }
         match self.map.insert(Self::key(door, path, body), entry) {
             Some(old) => {
-                let old =
-                    old.body.len() + old.path.len() + old.prepared.bytes() + ENTRY_OVERHEAD_BYTES;
+                let old = old.size();
                 // Saturating: a concurrent `clear` may have reset the count meanwhile.
                 let _ = self
                     .bytes

@@ -73,33 +73,15 @@ fn post_data_inner(
         Ok(b) => b,
         Err(e) => return body_rejected(e),
     };
-    let (input, prepared) = match body_input(&state, Door::V1Data, &path, &body, parse_envelope) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let (input, prepared) =
+        match state
+            .service
+            .prepare_body(Door::V1Data, &path, &body, parse_envelope)
+        {
+            Ok(i) => i,
+            Err(r) => return r,
+        };
     data_response(&state, &path, input, Some(&prepared), &params, received)
-}
-
-/// The input of `body` on `door`: prepared earlier for the same bytes (no parse: the value
-/// is `None`), or parsed with `parse`, prepared and remembered (see
-/// [`crate::decide::InputMemo`]). Without a memo (the decision log is on, or decisions are
-/// not cached for anyone: see [`crate::decide::DecisionService::input_memo`]), every body is
-/// parsed.
-fn body_input(
-    state: &AppState,
-    door: Door,
-    path: &str,
-    body: &[u8],
-    parse: impl FnOnce(&[u8]) -> Result<Option<Value>, Response>,
-) -> Result<(Option<Value>, Arc<PreparedInput>), Response> {
-    let memo = state.service.input_memo();
-    if let Some(prepared) = memo.and_then(|m| m.get(door, path, body)) {
-        return Ok((None, prepared));
-    }
-    let input = parse(body)?;
-    let prepared = Arc::new(PreparedInput::of(input.as_ref()));
-    state.service.remember_input(door, path, body, &prepared);
-    Ok((input, prepared))
 }
 
 pub async fn get_data_root(
@@ -243,10 +225,14 @@ fn raw_value_response(
         Ok(b) => b,
         Err(e) => return body_rejected(e),
     };
-    let (input, prepared) = match body_input(state, Door::V0Data, path, &body, parse_raw_input) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let (input, prepared) =
+        match state
+            .service
+            .prepare_body(Door::V0Data, path, &body, parse_raw_input)
+        {
+            Ok(i) => i,
+            Err(r) => return r,
+        };
     let answer = decide(
         state,
         &DecisionRequest::new(path, input.as_ref())
