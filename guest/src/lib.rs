@@ -8,10 +8,14 @@ mod arity;
 mod builtins;
 mod desugar;
 mod error;
+#[cfg(any(target_arch = "wasm32", test))]
+mod mem_compare;
 mod outline;
 mod payload;
 mod policy;
 mod recursion;
+#[cfg(any(target_arch = "wasm32", test))]
+mod small_alloc;
 mod source_limits;
 mod store;
 mod tests_runner;

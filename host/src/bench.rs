@@ -41,6 +41,11 @@ pub struct BenchReport {
     /// wasm median / native median of `paths`, when both ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wasm_native_median_ratio: Option<f64>,
+    /// `raw.wasm` / `raw.native` timed in alternating turns of 20 ms: the median over the
+    /// rounds of the two turns' median ratio (robust to the machine changing speed during
+    /// the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_wasm_native_ratio: Option<f64>,
     /// Median cost of flags, cache bookkeeping and metrics on a miss:
     /// `decide.wasm_miss` − `raw.wasm`, µs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,6 +103,69 @@ pub fn measure(
     Ok(stats(samples, start.elapsed()))
 }
 
+/// Length of one path's turn in [`measure_interleaved`].
+const TURN: Duration = Duration::from_millis(20);
+
+/// One function [`measure_interleaved`] times, by name.
+pub type Timed<'a> = (String, Box<dyn FnMut() -> Result<(), EvalError> + 'a>);
+
+/// Runs each of `fns` in turns of [`TURN`], round after round, for `duration` in all
+/// (after a warm-up of each). Every function thus sees the same states of a noisy machine
+/// (another tenant, a frequency change), which a sequential run gives to one path only.
+/// Returns each one's latency over the whole run and, for each round, its median (µs).
+pub fn measure_interleaved(
+    duration: Duration,
+    fns: &mut [Timed<'_>],
+) -> Result<(BTreeMap<String, PathStats>, Vec<Vec<f64>>), EvalError> {
+    for (_, f) in fns.iter_mut() {
+        for _ in 0..WARMUP_EVALS {
+            f()?;
+        }
+    }
+    let mut samples: Vec<Vec<u64>> = fns.iter().map(|_| Vec::with_capacity(1 << 16)).collect();
+    let mut busy = vec![Duration::ZERO; fns.len()];
+    let mut rounds = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let mut round = Vec::with_capacity(fns.len());
+        for (i, (_, f)) in fns.iter_mut().enumerate() {
+            let from = samples[i].len();
+            let turn = Instant::now();
+            while turn.elapsed() < TURN {
+                let t = Instant::now();
+                let r = f();
+                samples[i].push(t.elapsed().as_nanos() as u64);
+                r?;
+            }
+            busy[i] += turn.elapsed();
+            round.push(stats(samples[i][from..].to_vec(), TURN).median_us);
+        }
+        rounds.push(round);
+    }
+    let all = fns
+        .iter()
+        .zip(samples)
+        .zip(busy)
+        .map(|(((name, _), s), busy)| (name.clone(), stats(s, busy)))
+        .collect();
+    Ok((all, rounds))
+}
+
+/// The median over `rounds` of column `a`'s median divided by column `b`'s: a ratio of two
+/// functions timed in the same rounds.
+pub fn paired_ratio(rounds: &[Vec<f64>], a: usize, b: usize) -> Option<f64> {
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .filter(|r| r[b] > 0.0)
+        .map(|r| r[a] / r[b])
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    Some(ratios[ratios.len() / 2])
+}
+
 /// Benchmarks `entrypoint` with `input` through `service` on the requested paths. The
 /// flags are changed during the run and restored afterwards. `interpreter`, the bundle on
 /// Regorus's interpreter alone, is measured as `raw["native-interpreter"]` for reference.
@@ -126,6 +194,7 @@ pub fn run(
         decide: BTreeMap::new(),
         raw: BTreeMap::new(),
         wasm_native_median_ratio: None,
+        raw_wasm_native_ratio: None,
         decide_overhead_us: None,
         instantiate_median_us: None,
         first_eval_on_fresh_instance_median_us: None,
@@ -140,10 +209,6 @@ pub fn run(
             name.clone(),
             measure(duration, || service.decide(&req).map(drop))?,
         );
-        let ev = bundle.evaluator(path);
-        let raw = measure(duration, || ev.evaluate(entrypoint, &input_json).map(drop))?;
-        report.raw.insert(name.clone(), raw);
-
         // Routed by the flags, as live traffic is, with the cache off: a miss.
         set(WASM_ENGINE, if path == PathKind::Wasm { 100 } else { 0 })?;
         set(DECISION_CACHE, 0)?;
@@ -151,10 +216,32 @@ pub fn run(
         let miss = measure(duration, || service.decide(&req).map(drop))?;
         report.decide.insert(format!("{name}_miss"), miss);
     }
-    if let Some(ev) = interpreter {
-        let raw = measure(duration, || ev.evaluate(entrypoint, &input_json).map(drop))?;
-        report.raw.insert("native-interpreter".into(), raw);
+    // The evaluators alone, in turns: their ratios are of the same moments.
+    let mut raw: Vec<Timed<'_>> = Vec::new();
+    for &path in paths {
+        let ev = bundle.evaluator(path);
+        let input_json = &input_json;
+        raw.push((
+            path.as_str().to_string(),
+            Box::new(move || ev.evaluate(entrypoint, input_json).map(drop)),
+        ));
     }
+    if let Some(ev) = interpreter {
+        let input_json = &input_json;
+        raw.push((
+            "native-interpreter".into(),
+            Box::new(move || ev.evaluate(entrypoint, input_json).map(drop)),
+        ));
+    }
+    let turns = u32::try_from(raw.len()).unwrap_or(1).max(1);
+    let (raw_stats, rounds) = measure_interleaved(duration * turns, &mut raw)?;
+    let column = |name: &str| raw.iter().position(|(n, _)| n == name);
+    report.raw_wasm_native_ratio = match (column("wasm"), column("native")) {
+        (Some(w), Some(n)) => paired_ratio(&rounds, w, n),
+        _ => None,
+    };
+    drop(raw);
+    report.raw = raw_stats;
     set(DECISION_CACHE, 100)?;
     let req = DecisionRequest::new(entrypoint, input);
     let hit = measure(duration, || service.decide(&req).map(drop))?;
@@ -215,6 +302,47 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_paired_ratio_is_the_median_of_the_rounds_ratios() {
+        let rounds = vec![
+            vec![2.0, 1.0],
+            vec![40.0, 10.0],
+            vec![30.0, 10.0],
+            vec![5.0, 0.0],
+        ];
+        assert_eq!(paired_ratio(&rounds, 0, 1), Some(3.0));
+        let inverse = paired_ratio(&rounds[..3], 1, 0).unwrap();
+        assert!((inverse - 1.0 / 3.0).abs() < 1e-12, "{inverse}");
+        assert_eq!(paired_ratio(&[vec![1.0, 0.0]], 0, 1), None);
+    }
+
+    #[test]
+    fn interleaved_turns_time_every_function_in_every_round() {
+        let calls = std::cell::Cell::new([0usize; 2]);
+        let bump = |i: usize| {
+            let mut c = calls.get();
+            c[i] += 1;
+            calls.set(c);
+        };
+        let mut fns: Vec<Timed<'_>> = vec![
+            ("a".into(), Box::new(|| Ok(bump(0)))),
+            (
+                "b".into(),
+                Box::new(|| Err(EvalError::Instance("b fails".into()))),
+            ),
+        ];
+        let err = measure_interleaved(Duration::from_millis(50), &mut fns).unwrap_err();
+        assert!(err.to_string().contains("b fails"), "{err}");
+        fns.truncate(1);
+        fns.push(("b".into(), Box::new(|| Ok(bump(1)))));
+        let (all, rounds) = measure_interleaved(Duration::from_millis(100), &mut fns).unwrap();
+        assert!(rounds.len() >= 2, "{} rounds", rounds.len());
+        assert!(rounds.iter().all(|r| r.len() == 2));
+        let [a, b] = calls.get();
+        assert_eq!(all["a"].samples + 2 * WARMUP_EVALS, a);
+        assert_eq!(all["b"].samples + WARMUP_EVALS, b);
+    }
 
     #[test]
     fn percentiles_of_known_samples() {

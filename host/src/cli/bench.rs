@@ -113,6 +113,9 @@ fn print_report(report: &crate::bench::BenchReport) {
     if let Some(r) = report.wasm_native_median_ratio {
         println!("wasm/native median ratio: {r:.2}");
     }
+    if let Some(r) = report.raw_wasm_native_ratio {
+        println!("raw wasm/native ratio (paired turns): {r:.2}");
+    }
     if let Some(o) = report.decide_overhead_us {
         println!("decide() overhead on a wasm miss (flags, cache bookkeeping, metrics): {o:.2} µs");
     }
