@@ -50,6 +50,9 @@ pub struct BenchReport {
     /// `decide.wasm_miss` − `raw.wasm`, µs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decide_overhead_us: Option<f64>,
+    /// Where the wasm path's new instances came from: `snapshot` (the bundle's memory
+    /// image) or `payload` (loaded into the carried evaluator).
+    pub wasm_instances: &'static str,
     /// Median time to create a fresh instance from the `InstancePre`, µs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instantiate_median_us: Option<f64>,
@@ -196,6 +199,11 @@ pub fn run(
         wasm_native_median_ratio: None,
         raw_wasm_native_ratio: None,
         decide_overhead_us: None,
+        wasm_instances: if bundle.wasm.loads_payload() {
+            "payload"
+        } else {
+            "snapshot"
+        },
         instantiate_median_us: None,
         first_eval_on_fresh_instance_median_us: None,
         footprint: BTreeMap::new(),

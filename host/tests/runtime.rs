@@ -287,7 +287,12 @@ fn bundles_of_another_evaluator_run_on_their_own_snapshot() {
     };
     let runtime = WasmRuntime::new(limits, code_cache()).unwrap();
     let (own, _) = runtime.load(&foreign, 2).unwrap();
-    let (carried, _) = runtime.load(&bundle, 2).unwrap();
+    // The foreign bundle's component is this bundle's snapshot, now in the code cache: a
+    // runtime that uses snapshots would start this bundle from it too.
+    let carried_only = WasmRuntime::new(limits, code_cache())
+        .unwrap()
+        .without_snapshots();
+    let (carried, _) = carried_only.load(&bundle, 2).unwrap();
     assert!(!own.loads_payload() && carried.loads_payload());
     assert!(!runtime.compiled_code(&foreign).shared);
     assert!(runtime.compiled_code(&bundle).shared);
@@ -309,4 +314,73 @@ fn bundles_of_another_evaluator_run_on_their_own_snapshot() {
             .collect::<Vec<_>>()
     };
     assert_eq!(tests(&own), tests(&carried));
+}
+
+#[test]
+fn a_policy_on_the_carried_evaluator_adopts_its_snapshot_and_decides_the_same() {
+    // A bundle whose snapshot is not compiled yet starts on the carried evaluator (each new
+    // instance loads the payload), adopts its snapshot once compiled with the written
+    // documents still applied, and a later load starts from the cached snapshot at once.
+    let dir = scratch("adopt-snapshot");
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    std::fs::write(
+        dir.join("adopt.rego"),
+        format!(
+            "# {nonce}: a new revision, so the code cache cannot have its snapshot\n\
+             package adopt\nimport rego.v1\ndefault allow := false\n\
+             allow if input.user in data.admins\n"
+        ),
+    )
+    .unwrap();
+    // The bundle owns `data.adopt` only: `data.admins` is written at run time.
+    std::fs::write(dir.join(".manifest"), r#"{"roots": ["adopt"]}"#).unwrap();
+    let bundle = bundle_of(&dir, &["adopt/allow"]);
+    let runtime = WasmRuntime::new(Limits::default(), code_cache()).unwrap();
+    let (mut policy, _) = runtime.load(&bundle, 2).unwrap();
+    assert!(
+        policy.loads_payload() && policy.snapshot_pending(),
+        "payload {} pending {} shared {:?}",
+        policy.loads_payload(),
+        policy.snapshot_pending(),
+        runtime.compiled_code(&bundle)
+    );
+
+    let data = Arc::new(sark::store::DataStore::in_memory(
+        sark::config::Config::default().data_limits(),
+    ));
+    let put = |admins: serde_json::Value| {
+        let write = data.plan_put(vec!["admins".into()], admins, false).unwrap();
+        data.commit(write).unwrap();
+    };
+    put(serde_json::json!(["bob"]));
+    policy.attach_store(data.clone());
+    let decide = |p: &WasmPolicy| {
+        ["ann", "bob", "carol"].map(|u| {
+            p.evaluate("adopt/allow", &format!(r#"{{"user":"{u}"}}"#))
+                .unwrap()
+                .unwrap()
+        })
+    };
+    let before = decide(&policy);
+    assert_eq!(before, ["false", "true", "false"]);
+
+    assert!(policy.adopt_snapshot().unwrap());
+    assert!(!policy.loads_payload() && !policy.snapshot_pending());
+    assert_eq!(policy.idle_instances(), 2, "the snapshot's pool is filled");
+    assert_eq!(decide(&policy), before);
+    assert!(!policy.adopt_snapshot().unwrap(), "nothing left to adopt");
+    put(serde_json::json!(["carol"]));
+    assert_eq!(decide(&policy), ["false", "false", "true"]);
+
+    let (again, cached) = runtime.load(&bundle, 2).unwrap();
+    assert!(cached, "the snapshot's compiled code came from the cache");
+    assert!(!again.loads_payload() && !again.snapshot_pending());
+    assert_eq!(again.info(), policy.info());
 }

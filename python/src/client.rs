@@ -130,8 +130,11 @@ impl Client {
                         .build(loaded)
                 })
                 .map_err(bundle_error)?;
+            let service = Arc::new(service);
+            // As `sark serve`: the bundle moves to its own snapshot once compiled.
+            runtime.spawn(service.clone().adopt_snapshots_in_background());
             Ok(Client {
-                service: Arc::new(service),
+                service,
                 runtime: Arc::new(runtime),
                 bundle: Mutex::new(bundle),
                 key,

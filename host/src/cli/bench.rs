@@ -45,6 +45,11 @@ pub struct Args {
     /// Print the Prometheus metrics of the run to stderr.
     #[arg(long)]
     metrics: bool,
+    /// Measure the wasm path on the carried evaluator, each new instance loading the
+    /// payload, as a bundle runs until its snapshot is compiled. By default the bundle's
+    /// snapshot is compiled (or read from the code cache) first, as `sark serve` does.
+    #[arg(long)]
+    no_snapshot: bool,
 }
 
 impl Args {
@@ -65,7 +70,17 @@ impl Args {
             true => Some(NativePolicy::load_interpreter(&bundle, config.limits, 1)?),
             false => None,
         };
-        let service = ServiceBuilder::new(&config).build(bundle)?;
+        let mut builder = ServiceBuilder::new(&config);
+        if self.no_snapshot {
+            builder = builder.without_snapshots();
+        }
+        let service = builder.build(bundle)?;
+        if !self.no_snapshot && service.snapshots_pending() {
+            eprintln!(
+                "compiling the bundle's snapshot (once per revision: the code cache keeps it)"
+            );
+            service.adopt_snapshots(Duration::ZERO);
+        }
         let report = crate::bench::run(
             &service,
             paths,
@@ -120,7 +135,13 @@ fn print_report(report: &crate::bench::BenchReport) {
         println!("decide() overhead on a wasm miss (flags, cache bookkeeping, metrics): {o:.2} µs");
     }
     if let Some(i) = report.instantiate_median_us {
-        println!("instantiate (fresh instance from InstancePre) median: {i:.1} µs");
+        println!(
+            "instantiate (fresh instance from the {}) median: {i:.1} µs",
+            match report.wasm_instances {
+                "snapshot" => "bundle's snapshot",
+                _ => "carried evaluator, loading the payload",
+            }
+        );
     }
     if let Some(f) = report.first_eval_on_fresh_instance_median_us {
         println!("instantiate + first evaluation on the fresh instance median: {f:.1} µs");

@@ -34,6 +34,7 @@ pub struct ServiceBuilder {
     data: Option<Arc<DataStore>>,
     policies: Option<Arc<PolicyStore>>,
     bundle_name: String,
+    snapshots: bool,
 }
 
 impl ServiceBuilder {
@@ -50,6 +51,7 @@ impl ServiceBuilder {
             data: None,
             policies: None,
             bundle_name: "sark".into(),
+            snapshots: true,
         }
     }
 
@@ -77,6 +79,13 @@ impl ServiceBuilder {
     /// the default directory.
     pub fn code_cache(mut self, cache: Option<CodeCache>) -> Self {
         self.code_cache = Some(cache);
+        self
+    }
+
+    /// Keeps bundles built by this `sark` on the carried evaluator, never on their own
+    /// snapshots ([`WasmRuntime::without_snapshots`]).
+    pub fn without_snapshots(mut self) -> Self {
+        self.snapshots = false;
         self
     }
 
@@ -112,8 +121,11 @@ impl ServiceBuilder {
             Some(cache) => cache,
             None => CodeCache::open_default(),
         };
-        let runtime =
+        let mut runtime =
             WasmRuntime::new(config.limits, code_cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        if !self.snapshots {
+            runtime = runtime.without_snapshots();
+        }
         let data = self
             .data
             .unwrap_or_else(|| Arc::new(DataStore::in_memory(config.data_limits())));

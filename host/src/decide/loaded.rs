@@ -26,6 +26,8 @@ pub struct LoadedBundle {
     /// The key id of the bundle's sark signature (`sark build --signing-key`), when it has
     /// one.
     pub signing_key_id: Option<String>,
+    /// When the bundle was loaded.
+    pub loaded_at: std::time::Instant,
 }
 
 impl LoadedBundle {
@@ -71,6 +73,7 @@ impl LoadedBundle {
             id,
             code_cache_hit,
             signing_key_id,
+            loaded_at: std::time::Instant::now(),
         })
     }
 

@@ -66,6 +66,15 @@ use request::{Cached, Route};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+/// How often [`DecisionService::adopt_snapshots_in_background`] looks for a bundle that can
+/// move to its own snapshot.
+pub const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a bundle on the carried evaluator serves before its snapshot is compiled in the
+/// background: a revision replaced sooner (an edit loop, a short-lived process) costs no
+/// compilation.
+pub const SNAPSHOT_SETTLE: Duration = Duration::from_secs(5);
+
 /// Flags, cache, metrics and the active bundle behind one door.
 pub struct DecisionService {
     runtime: WasmRuntime,
@@ -157,6 +166,51 @@ impl DecisionService {
     /// it off the async runtime. Returns how many it made.
     pub fn replenish_pools(&self) -> usize {
         self.loaded().map(|b| b.wasm.replenish()).sum()
+    }
+
+    /// Whether the active or candidate bundle runs on the carried evaluator and may still
+    /// adopt its own snapshot ([`Self::adopt_snapshots`]).
+    pub fn snapshots_pending(&self) -> bool {
+        self.loaded().any(|b| b.wasm.snapshot_pending())
+    }
+
+    /// Moves the active and candidate bundles loaded at least `settled` ago from the carried
+    /// evaluator to their own snapshots ([`crate::runtime::WasmPolicy::adopt_snapshot`]): it
+    /// compiles, so call it off the async runtime. Returns how many adopted one; a failure is
+    /// logged and that bundle stays on the carried evaluator.
+    pub fn adopt_snapshots(&self, settled: Duration) -> usize {
+        let mut adopted = 0;
+        for bundle in self.loaded() {
+            if bundle.loaded_at.elapsed() < settled {
+                continue;
+            }
+            match bundle.wasm.adopt_snapshot() {
+                Ok(true) => adopted += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    revision = %bundle.manifest.revision,
+                    error = %e,
+                    "the bundle stays on the carried evaluator"
+                ),
+            }
+        }
+        adopted
+    }
+
+    /// Runs until dropped (spawn it on a tokio runtime): every [`SNAPSHOT_CHECK_INTERVAL`],
+    /// the bundles on the carried evaluator that have been loaded for [`SNAPSHOT_SETTLE`]
+    /// adopt their own snapshots ([`Self::adopt_snapshots`], on a blocking thread). A
+    /// revision replaced within the settle time is never compiled.
+    pub async fn adopt_snapshots_in_background(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(SNAPSHOT_CHECK_INTERVAL).await;
+            if self.snapshots_pending() {
+                let worker = self.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || worker.adopt_snapshots(SNAPSHOT_SETTLE))
+                        .await;
+            }
+        }
     }
 
     /// The active bundle and the candidate, if any.

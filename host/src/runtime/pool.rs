@@ -4,7 +4,10 @@
 //! The `InstancePre` is either the bundle's own snapshotted component, or the evaluator the
 //! host carries (compiled once per `sark` version, whatever the bundle): then each new
 //! instance loads the bundle's payload through the `loader` export — the same evaluator
-//! code and the same payload the snapshot was taken from, so the same decisions.
+//! code and the same payload the snapshot was taken from, so the same decisions. A policy
+//! that starts on the carried evaluator may later adopt the bundle's snapshot
+//! ([`WasmPolicy::adopt_snapshot`]), once it is compiled: new instances then start in
+//! microseconds from its copy-on-write memory image instead of loading the payload.
 
 use super::HostState;
 use super::bindings::sark::policy::types as wit;
@@ -15,7 +18,7 @@ use crate::evaluator::{EvalError, Evaluator, Footprint, PathKind, check_input_si
 use crate::idle_pool::IdlePool;
 use crate::store::DataStore;
 use sark_guest::{BundleInfo, Location, PolicyError, TestOutcome};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
@@ -70,16 +73,45 @@ const INSTANCE_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 /// evaluate at once; each call takes an idle instance (or creates one) and returns it
 /// afterwards. At most `max_idle` instances are kept; an instance that trapped is dropped.
 pub struct WasmPolicy {
-    pre: EvaluatorCorePre<HostState>,
-    /// The payload every new instance loads, when `pre` is the carried evaluator.
-    payload: Option<Arc<[u8]>>,
+    /// Where new instances come from, and the idle ones. Replaced whole when the policy
+    /// adopts its snapshot; an evaluation holds the one it started on.
+    instances: RwLock<Arc<Instances>>,
+    /// Prepares the bundle's own snapshot, while the policy runs on the carried evaluator
+    /// and has not adopted it yet.
+    snapshot: Mutex<Option<PrepareSnapshot>>,
+    max_idle: usize,
     limits: Limits,
-    idle: IdlePool<PolicyInstance>,
     info: BundleInfo,
     /// The documents written at run time, applied to each instance before it evaluates.
     store: Option<Arc<DataStore>>,
     /// Keeps the epoch ticker running while this policy can evaluate.
     _ticker: Arc<Ticker>,
+}
+
+/// Compiles (or reads from the code cache) a bundle's own snapshotted component and
+/// prepares it for instantiation: slow (seconds) unless the cache has it.
+pub(crate) type PrepareSnapshot =
+    Box<dyn FnOnce() -> wasmtime::Result<InstancePre<HostState>> + Send>;
+
+/// One source of instances: the prepared component, the payload each new instance loads
+/// (on the carried evaluator), and the pool of idle instances made from them.
+struct Instances {
+    pre: EvaluatorCorePre<HostState>,
+    payload: Option<Arc<[u8]>>,
+    idle: IdlePool<PolicyInstance>,
+}
+
+impl Instances {
+    fn new(pre: EvaluatorCorePre<HostState>, payload: Option<Arc<[u8]>>, max_idle: usize) -> Self {
+        // On the carried evaluator, at most `max_idle` instances are out at once (beyond
+        // that an evaluation waits briefly): instances are dear to make. A snapshot's are
+        // cheap (copy-on-write of its memory image), so its pool only bounds the idle ones.
+        let idle = match &payload {
+            Some(_) => IdlePool::bounded(max_idle, max_idle, INSTANCE_WAIT),
+            None => IdlePool::new(max_idle),
+        };
+        Instances { pre, payload, idle }
+    }
 }
 
 impl WasmPolicy {
@@ -92,19 +124,13 @@ impl WasmPolicy {
         max_idle: usize,
         ticker: Arc<Ticker>,
     ) -> wasmtime::Result<Self> {
-        let pre = EvaluatorCorePre::new(pre)?;
-        // On the carried evaluator, at most `max_idle` instances are out at once (beyond
-        // that an evaluation waits briefly): instances are dear to make. A snapshot's are
-        // cheap (copy-on-write of its memory image), so its pool only bounds the idle ones.
-        let idle = match &payload {
-            Some(_) => IdlePool::bounded(max_idle, max_idle, INSTANCE_WAIT),
-            None => IdlePool::new(max_idle),
-        };
+        let max_idle = max_idle.max(1);
+        let instances = Instances::new(EvaluatorCorePre::new(pre)?, payload, max_idle);
         let mut policy = WasmPolicy {
-            pre,
-            payload,
+            instances: RwLock::new(Arc::new(instances)),
+            snapshot: Mutex::new(None),
+            max_idle,
             limits,
-            idle,
             store: None,
             _ticker: ticker,
             info: BundleInfo {
@@ -116,52 +142,141 @@ impl WasmPolicy {
                 modules: vec![],
             },
         };
-        // The first instantiation (with the payload's load) and `info()` get the load
-        // deadline, so a tight `eval_timeout_ms` cannot fail a healthy bundle's load.
         let info = {
-            let describe = |e: &dyn std::fmt::Display| {
-                wasmtime::format_err!("the bundle does not describe itself: {e}")
-            };
-            let load_ticks = policy.deadline_ticks().max(LOAD_DEADLINE_TICKS);
+            let source = policy.current();
             let mut instance = policy
-                .idle
-                .checkout(|| policy.instantiate_with_deadline(load_ticks))
-                .map_err(|e| describe(&e))?;
-            instance.store.set_epoch_deadline(load_ticks);
-            let info = instance
-                .bindings
-                .sark_policy_evaluator()
-                .call_info(&mut instance.store)
-                .map_err(|e| describe(&describe_trap(&e)))?
-                .map_err(|e| describe(&from_wit(e)))?;
-            policy.idle.checkin(instance);
+                .first_instance(&source)
+                .map_err(|e| wasmtime::format_err!("{e}"))?;
+            let info = policy
+                .describe(&mut instance)
+                .map_err(|e| wasmtime::format_err!("{e}"))?;
+            source.idle.add(instance);
             info
         };
-        policy.info = BundleInfo {
+        policy.info = info;
+        Ok(policy)
+    }
+
+    /// The source new instances come from now.
+    fn current(&self) -> Arc<Instances> {
+        self.instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The first instance of `source`, under the load deadline (with the payload's load), so
+    /// a tight `eval_timeout_ms` cannot fail a healthy bundle's load.
+    fn first_instance(&self, source: &Instances) -> Result<PolicyInstance, EvalError> {
+        let load_ticks = self.deadline_ticks().max(LOAD_DEADLINE_TICKS);
+        self.instantiate_with_deadline(source, load_ticks)
+            .map_err(|e| EvalError::Instance(format!("the bundle does not describe itself: {e}")))
+    }
+
+    /// What the bundle in `instance` says it is (`info()`), under the load deadline.
+    fn describe(&self, instance: &mut PolicyInstance) -> Result<BundleInfo, EvalError> {
+        let describe = |e: &dyn std::fmt::Display| {
+            EvalError::Instance(format!("the bundle does not describe itself: {e}"))
+        };
+        let load_ticks = self.deadline_ticks().max(LOAD_DEADLINE_TICKS);
+        instance.store.set_epoch_deadline(load_ticks);
+        let info = instance
+            .bindings
+            .sark_policy_evaluator()
+            .call_info(&mut instance.store)
+            .map_err(|e| describe(&describe_trap(&e)))?
+            .map_err(|e| describe(&from_wit(e)))?;
+        Ok(BundleInfo {
             revision: info.revision,
             entrypoints: info.entrypoints,
             roots: info.roots,
             content_hash: info.content_hash,
             regorus_version: info.regorus_version,
             modules: info.modules,
+        })
+    }
+
+    /// Offers the bundle's own snapshot to a policy on the carried evaluator, for
+    /// [`Self::adopt_snapshot`].
+    pub(crate) fn offer_snapshot(&mut self, prepare: PrepareSnapshot) {
+        *self.snapshot.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(prepare);
+    }
+
+    /// Whether the policy runs on the carried evaluator and may still adopt its bundle's
+    /// snapshot ([`Self::adopt_snapshot`]).
+    pub fn snapshot_pending(&self) -> bool {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Moves the policy from the carried evaluator to its bundle's own snapshot: compiles
+    /// the snapshot (or reads it from the code cache), checks that it is the same bundle,
+    /// fills a pool of its instances with the written documents applied, and swaps it in.
+    /// Evaluations under way finish on the instances they took; from then on new instances
+    /// start from the snapshot's memory image instead of loading the payload (40–75 ms and
+    /// several MiB of private memory each, for the example policies). The decisions are
+    /// the same: same evaluator, same payload. Slow (a compilation, seconds) unless the
+    /// code cache has the snapshot: call it off the request path. `Ok(false)` when there
+    /// is nothing to adopt (already on a snapshot, or adopted); after an error the policy
+    /// stays on the carried evaluator and does not try again.
+    pub fn adopt_snapshot(&self) -> Result<bool, EvalError> {
+        let prepare = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(prepare) = prepare else {
+            return Ok(false);
         };
-        Ok(policy)
+        let failed = |e: &dyn std::fmt::Display| {
+            EvalError::Instance(format!("cannot adopt the bundle's snapshot: {e}"))
+        };
+        let pre = prepare().map_err(|e| failed(&format_args!("{e:#}")))?;
+        let pre = EvaluatorCorePre::new(pre).map_err(|e| failed(&format_args!("{e:#}")))?;
+        let next = Instances::new(pre, None, self.max_idle);
+        let mut first = self.first_instance(&next).map_err(|e| failed(&e))?;
+        let info = self.describe(&mut first).map_err(|e| failed(&e))?;
+        if info != self.info {
+            return Err(failed(&format_args!(
+                "it describes revision {:?} ({}), not the loaded {:?} ({})",
+                info.revision, info.content_hash, self.info.revision, self.info.content_hash
+            )));
+        }
+        self.catch_up(&mut first).map_err(|e| failed(&e))?;
+        next.idle.add(first);
+        self.fill(
+            &next,
+            || next.idle.len() < next.idle.max_idle(),
+            "filling the snapshot's pool",
+        );
+        *self.instances.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        tracing::info!(
+            revision = %self.info.revision,
+            "new instances start from the bundle's snapshot"
+        );
+        Ok(true)
     }
 
-    fn instantiate(&self) -> Result<PolicyInstance, EvalError> {
-        self.instantiate_with_deadline(self.deadline_ticks())
+    fn instantiate(&self, source: &Instances) -> Result<PolicyInstance, EvalError> {
+        self.instantiate_with_deadline(source, self.deadline_ticks())
     }
 
-    fn instantiate_with_deadline(&self, ticks: u64) -> Result<PolicyInstance, EvalError> {
+    fn instantiate_with_deadline(
+        &self,
+        source: &Instances,
+        ticks: u64,
+    ) -> Result<PolicyInstance, EvalError> {
         let max_memory = usize::try_from(self.limits.max_memory_mb).unwrap_or(usize::MAX) << 20;
-        let mut store = Store::new(self.pre.engine(), HostState::new(max_memory));
+        let mut store = Store::new(source.pre.engine(), HostState::new(max_memory));
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         store.set_epoch_deadline(ticks);
-        let bindings = self
+        let bindings = source
             .pre
             .instantiate(&mut store)
             .map_err(|e| EvalError::Instance(format!("{e:#}")))?;
-        if let Some(payload) = &self.payload {
+        if let Some(payload) = &source.payload {
             store.set_epoch_deadline(ticks.max(LOAD_DEADLINE_TICKS));
             let loaded = bindings.sark_policy_loader().call_load(&mut store, payload);
             match loaded {
@@ -207,22 +322,23 @@ impl WasmPolicy {
         let Some(store) = &self.store else {
             return 0;
         };
+        let source = self.current();
         let mut applied = 0;
-        for _ in 0..self.idle.len() {
-            let Some(mut instance) = self.idle.checkout_oldest() else {
+        for _ in 0..source.idle.len() {
+            let Some(mut instance) = source.idle.checkout_oldest() else {
                 break;
             };
             if instance.data_generation == store.generation() {
-                self.idle.checkin(instance);
+                source.idle.checkin(instance);
                 continue;
             }
             match self.catch_up(&mut instance) {
                 Ok(()) => {
                     applied += 1;
-                    self.idle.checkin(instance);
+                    source.idle.checkin(instance);
                 }
                 Err(e) => {
-                    self.idle.discard();
+                    source.idle.discard();
                     tracing::warn!(error = %e, "policy instance discarded: the written data did not apply");
                 }
             }
@@ -279,12 +395,17 @@ impl WasmPolicy {
     /// so that the decisions after a trap find an instance ready instead of paying for the
     /// payload's load on the request path. Returns how many it added.
     pub fn replenish(&self) -> usize {
-        self.fill(|| self.idle.missing() > 0, "replacing lost instances")
+        let source = self.current();
+        self.fill(
+            &source,
+            || source.idle.missing() > 0,
+            "replacing lost instances",
+        )
     }
 
     /// Instances the pool lost since it was filled (see [`Self::replenish`]).
     pub fn missing_instances(&self) -> usize {
-        self.idle.missing()
+        self.current().idle.missing()
     }
 
     /// The evaluation deadline in epoch ticks.
@@ -297,27 +418,30 @@ impl WasmPolicy {
     /// Best effort: it stops at the first instance that cannot be made (the engine's instance
     /// slots are shared by every bundle loaded at once), and returns how many it added.
     pub fn prewarm(&self) -> usize {
+        let source = self.current();
         self.fill(
-            || self.idle.len() < self.idle.max_idle(),
+            &source,
+            || source.idle.len() < source.idle.max_idle(),
             "filling the instance pool",
         )
     }
 
-    /// Adds new instances, with the written documents applied, while `short()` says the
-    /// pool needs one; stops at the first that cannot be made, or when the pool is full.
-    fn fill(&self, short: impl Fn() -> bool, doing: &str) -> usize {
+    /// Adds new instances of `source`, with the written documents applied, while `short()`
+    /// says its pool needs one; stops at the first that cannot be made, or when the pool is
+    /// full.
+    fn fill(&self, source: &Instances, short: impl Fn() -> bool, doing: &str) -> usize {
         let ticks = self.deadline_ticks().max(LOAD_DEADLINE_TICKS);
         let mut added = 0;
         while short() {
             let made = self
-                .instantiate_with_deadline(ticks)
+                .instantiate_with_deadline(source, ticks)
                 .and_then(|mut instance| {
                     self.catch_up(&mut instance)?;
                     Ok(instance)
                 });
             match made {
                 Ok(instance) => {
-                    if !self.idle.add(instance) {
+                    if !source.idle.add(instance) {
                         break;
                     }
                     added += 1;
@@ -334,7 +458,7 @@ impl WasmPolicy {
     /// Whether new instances load the payload into the carried evaluator (rather than start
     /// from the bundle's snapshot).
     pub fn loads_payload(&self) -> bool {
-        self.payload.is_some()
+        self.current().payload.is_some()
     }
 
     /// What a pooled instance holds: `n` fresh instances, each after one evaluation of
@@ -364,7 +488,7 @@ impl WasmPolicy {
 
     /// Creates and drops one instance; used by `sark bench` to time instantiation.
     pub fn instantiate_once(&self) -> Result<(), EvalError> {
-        self.instantiate().map(drop)
+        self.instantiate(&self.current()).map(drop)
     }
 
     /// Evaluates once on a brand-new instance (not pooled, dropped afterwards); used by
@@ -384,7 +508,7 @@ impl WasmPolicy {
         entrypoint: &str,
         input_json: &str,
     ) -> Result<(PolicyInstance, Result<Option<String>, EvalError>), EvalError> {
-        let mut instance = self.instantiate()?;
+        let mut instance = self.instantiate(&self.current())?;
         self.catch_up(&mut instance)?;
         instance.store.set_epoch_deadline(self.deadline_ticks());
         let result = instance
@@ -398,7 +522,7 @@ impl WasmPolicy {
 
     /// Number of idle instances in the pool.
     pub fn idle_instances(&self) -> usize {
-        self.idle.len()
+        self.current().idle.len()
     }
 
     /// Runs `call` on an instance under the deadline and memory cap. A trap drops the
@@ -422,10 +546,11 @@ impl WasmPolicy {
             &EvaluatorCore,
         ) -> wasmtime::Result<Result<T, wit::Error>>,
     ) -> Result<T, EvalError> {
-        let mut instance = self.idle.checkout(|| self.instantiate())?;
+        let source = self.current();
+        let mut instance = source.idle.checkout(|| self.instantiate(&source))?;
         instance.store.data_mut().memory_cap_hit = false;
         if let Err(e) = self.catch_up(&mut instance) {
-            self.idle.discard();
+            source.idle.discard();
             tracing::warn!(error = %e, "policy instance discarded: the written data did not apply");
             return Err(e);
         }
@@ -437,9 +562,9 @@ impl WasmPolicy {
         match outcome {
             Ok(result) => {
                 if instance.worth_keeping() {
-                    self.idle.checkin(instance);
+                    source.idle.checkin(instance);
                 } else {
-                    self.idle.discard();
+                    source.idle.discard();
                     tracing::debug!(
                         memory_bytes = instance.store.data().memory_bytes,
                         "policy instance grew too large to keep; dropped"
@@ -448,7 +573,7 @@ impl WasmPolicy {
                 result.map_err(|e| EvalError::Policy(from_wit(e)))
             }
             Err(trap) => {
-                self.idle.discard();
+                source.idle.discard();
                 let err = match self.trap_error(&instance.store, &trap) {
                     EvalError::Deadline { .. } => EvalError::Deadline { timeout_ms },
                     other => other,

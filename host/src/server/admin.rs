@@ -329,6 +329,10 @@ fn bundle_summary(bundle: &LoadedBundle) -> serde_json::Value {
         "entrypoints": m.entrypoints,
         "sark_version": m.sark_version,
         "regorus_version": m.regorus_version,
+        // Where a new wasm instance comes from: the bundle's snapshot (copy-on-write, in
+        // microseconds) or the payload loaded into the carried evaluator (until the
+        // snapshot is compiled and adopted).
+        "instances": if bundle.wasm.loads_payload() { "payload" } else { "snapshot" },
     })
 }
 

@@ -475,6 +475,8 @@ fn start_background(
             }
         }
     });
+    // Bundles on the carried evaluator move to their own snapshots once compiled.
+    tokio::spawn(state.service.clone().adopt_snapshots_in_background());
     // The time series of the console and `/admin/timeseries`: the baseline now, before the
     // first request is served, then the point of each interval.
     let sampled = state.clone();
