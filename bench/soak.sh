@@ -42,6 +42,14 @@ kill "$(cat "$WORK/ref.log.pid")"
 
 URL=$(start_server "$WORK/live.wasm" "$WORK/soak.log")
 PID=$(cat "$WORK/soak.log.pid")
+# A bundle starts on the carried evaluator until its snapshot is compiled in the background
+# (once per revision; reloads of it then start from the cached snapshot). Wait for that, so
+# the start and end samples hold the same kind of instances.
+for _ in $(seq 1200); do
+  curl -s -H 'Authorization: Bearer soak-token' "$URL/admin/bundle" | grep -q '"instances":"snapshot"' && break
+  sleep 0.5
+done
+echo "instances: $(curl -s -H 'Authorization: Bearer soak-token' "$URL/admin/bundle" | grep -o '"instances":"[a-z]*"' | head -1)"
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 # Anonymous resident memory: heap and wasm linear memories, without the file-backed pages of
 # the binary and the compiled code (shared, reclaimable, touched again after each reload).
