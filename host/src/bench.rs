@@ -92,22 +92,20 @@ pub fn measure(
     duration: Duration,
     mut f: impl FnMut() -> Result<(), EvalError>,
 ) -> Result<PathStats, EvalError> {
-    for _ in 0..WARMUP_EVALS {
-        f()?;
-    }
-    let mut samples = Vec::with_capacity(1 << 16);
-    let start = Instant::now();
-    while start.elapsed() < duration {
-        let t = Instant::now();
-        let r = f();
-        samples.push(t.elapsed().as_nanos() as u64);
-        r?;
-    }
-    Ok(stats(samples, start.elapsed()))
+    let mut fns: [Timed<'_>; 1] = [(String::new(), Box::new(&mut f))];
+    let (mut all, _) = measure_interleaved(duration, &mut fns)?;
+    Ok(all
+        .pop_first()
+        .map(|(_, stats)| stats)
+        .unwrap_or_else(|| stats(Vec::new(), Duration::ZERO)))
 }
 
 /// Length of one path's turn in [`measure_interleaved`].
 const TURN: Duration = Duration::from_millis(20);
+
+/// What [`measure_interleaved`] returns: each function's latency over the whole run, by
+/// name, and each round's medians (µs), one column per function.
+pub type Interleaved = (BTreeMap<String, PathStats>, Vec<Vec<f64>>);
 
 /// One function [`measure_interleaved`] times, by name.
 pub type Timed<'a> = (String, Box<dyn FnMut() -> Result<(), EvalError> + 'a>);
@@ -119,7 +117,7 @@ pub type Timed<'a> = (String, Box<dyn FnMut() -> Result<(), EvalError> + 'a>);
 pub fn measure_interleaved(
     duration: Duration,
     fns: &mut [Timed<'_>],
-) -> Result<(BTreeMap<String, PathStats>, Vec<Vec<f64>>), EvalError> {
+) -> Result<Interleaved, EvalError> {
     for (_, f) in fns.iter_mut() {
         for _ in 0..WARMUP_EVALS {
             f()?;
@@ -334,7 +332,13 @@ mod tests {
             calls.set(c);
         };
         let mut fns: Vec<Timed<'_>> = vec![
-            ("a".into(), Box::new(|| Ok(bump(0)))),
+            (
+                "a".into(),
+                Box::new(|| {
+                    bump(0);
+                    Ok(())
+                }),
+            ),
             (
                 "b".into(),
                 Box::new(|| Err(EvalError::Instance("b fails".into()))),
@@ -343,7 +347,13 @@ mod tests {
         let err = measure_interleaved(Duration::from_millis(50), &mut fns).unwrap_err();
         assert!(err.to_string().contains("b fails"), "{err}");
         fns.truncate(1);
-        fns.push(("b".into(), Box::new(|| Ok(bump(1)))));
+        fns.push((
+            "b".into(),
+            Box::new(|| {
+                bump(1);
+                Ok(())
+            }),
+        ));
         let (all, rounds) = measure_interleaved(Duration::from_millis(100), &mut fns).unwrap();
         assert!(rounds.len() >= 2, "{} rounds", rounds.len());
         assert!(rounds.iter().all(|r| r.len() == 2));

@@ -222,6 +222,13 @@ pub struct ServerConfig {
     pub state_file: Option<std::path::PathBuf>,
     /// How often the bundle file is checked for changes, in ms. Default 1,000; 0 = never.
     pub reload_poll_ms: u64,
+    /// How long a bundle on the carried evaluator serves before its own snapshot is compiled
+    /// in the background and adopted, in ms. Default 5,000: a revision replaced sooner (an
+    /// edit loop) costs no compilation, a settled one soon gets instances that start in
+    /// microseconds. 0 = never: bundles built by this `sark` stay on the carried evaluator,
+    /// each new instance loading the payload (a snapshot in the code cache is not used
+    /// either).
+    pub snapshot_delay_ms: u64,
     /// Entrypoint of `/api/v1/gateway/authorize`. Default `data.mcp.gateway.decision`.
     pub gateway_entrypoint: String,
     /// Entrypoint of `/api/v1/gateway/authorize-a2a`. Default `data.mcp.a2a.decision`.
@@ -357,6 +364,7 @@ impl Default for ServerConfig {
             admin_token: None,
             state_file: None,
             reload_poll_ms: 1000,
+            snapshot_delay_ms: 5000,
             gateway_entrypoint: "data.mcp.gateway.decision".into(),
             a2a_entrypoint: "data.mcp.a2a.decision".into(),
             header_timeout_ms: 10_000,

@@ -657,6 +657,8 @@ fn bench_reports_both_paths_as_json() {
         assert!(p["p99_us"].as_f64() >= p["median_us"].as_f64());
     }
     assert!(report["instantiate_median_us"].as_f64().unwrap() > 0.0);
+    // As `sark serve` once settled, the wasm path ran on the bundle's own snapshot.
+    assert_eq!(report["wasm_instances"], "snapshot", "{report}");
     // What one pooled instance and one engine clone hold: an instance has its linear
     // memory (the example policies take megabytes), a clone shares the loaded program.
     let wasm = &report["footprint"]["wasm"];

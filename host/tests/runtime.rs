@@ -322,14 +322,7 @@ fn a_policy_on_the_carried_evaluator_adopts_its_snapshot_and_decides_the_same() 
     // instance loads the payload), adopts its snapshot once compiled with the written
     // documents still applied, and a later load starts from the cached snapshot at once.
     let dir = scratch("adopt-snapshot");
-    let nonce = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let nonce = nonce();
     std::fs::write(
         dir.join("adopt.rego"),
         format!(
@@ -371,7 +364,24 @@ fn a_policy_on_the_carried_evaluator_adopts_its_snapshot_and_decides_the_same() 
     let before = decide(&policy);
     assert_eq!(before, ["false", "true", "false"]);
 
-    assert!(policy.adopt_snapshot().unwrap());
+    // Evaluations go on while the snapshot is compiled and swapped in.
+    let adopting = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut n = 0;
+                while adopting.load(std::sync::atomic::Ordering::Relaxed) || n < 10 {
+                    assert_eq!(decide(&policy), before);
+                    n += 1;
+                    // Leave CPU to the compilation (one thread at nice 10).
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            });
+        }
+        let adopted = policy.adopt_snapshot();
+        adopting.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(adopted.unwrap());
+    });
     assert!(!policy.loads_payload() && !policy.snapshot_pending());
     assert_eq!(policy.idle_instances(), 2, "the snapshot's pool is filled");
     assert_eq!(decide(&policy), before);

@@ -686,9 +686,12 @@ fn hostile_policies_and_inputs_over_http() {
     let dir = scratch("server-hostile");
     let bundle = dir.join("hostile.wasm");
     build(&fixture("hostile"), &bundle, &["-e", "hostile/fine"]);
+    // No snapshot compilation in the background: its transient memory (over 100 MB) would
+    // blur the resident-memory check below.
     let config = write_config(
         &dir,
-        "limits: { eval_timeout_ms: 50, native_timeout_ms: 200 }\n",
+        "limits: { eval_timeout_ms: 50, native_timeout_ms: 200 }\n\
+         server: { snapshot_delay_ms: 0 }\n",
     );
     let s = Server::start(&bundle, Some(&config), &[], None);
     let pid = s.child.id();
@@ -1032,4 +1035,75 @@ server:
         .find_map(|l| l.strip_prefix("evaluations_shed_total "))
         .expect("the shed counter is exported");
     assert!(shed.parse::<u64>().unwrap() >= 1, "{metrics}");
+}
+
+#[test]
+fn a_bundle_moves_to_its_snapshot_in_the_background_and_decides_the_same() {
+    // A revision whose snapshot is not compiled yet starts on the carried evaluator; after
+    // it has served a while the server compiles its snapshot in the background and moves to
+    // it, with the same decisions; a reload of that revision then starts from the snapshot.
+    let dir = scratch("server-snapshot");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let nonce = nonce();
+    std::fs::write(
+        src.join("snap.rego"),
+        format!(
+            "# {nonce}: a new revision, so the code cache cannot have its snapshot\n\
+             package snap\nimport rego.v1\ndefault allow := false\n\
+             allow if input.user in {{\"ann\", \"bob\"}}\n"
+        ),
+    )
+    .unwrap();
+    let bundle = dir.join("snap.wasm");
+    build(&src, &bundle, &["--revision", "snap", "-e", "snap/allow"]);
+    // Every answer from the component: no fallback to the native path could hide a broken
+    // snapshot pool.
+    let config = write_config(
+        &dir,
+        "features:\n  wasm_engine: { enabled: true, rollout_percentage: 100, fallback_on_error: false }\n",
+    );
+    let s = Server::start(&bundle, Some(&config), &[], Some("t"));
+    let instances = |s: &Server| {
+        let (code, body) = s.admin("/admin/bundle", Some("t"), None);
+        assert_eq!(code, 200, "{body}");
+        body["active"]["instances"].as_str().unwrap().to_string()
+    };
+    assert_eq!(instances(&s), "payload");
+    let n = std::sync::atomic::AtomicU64::new(0);
+    let decide = |s: &Server| {
+        ["ann", "carol"].map(|u| {
+            // A fresh body each time: the decision cache must not answer for the new pool.
+            let n = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (code, body) = s.post(
+                "/v1/data/snap/allow?metrics",
+                &json!({"input": {"user": u, "n": n}}).to_string(),
+            );
+            assert_eq!(code, 200, "{body}");
+            assert_eq!(body["metrics"]["cache_hit"], false, "{body}");
+            assert_eq!(body["metrics"]["implementation"], "wasm", "{body}");
+            body["result"].clone()
+        })
+    };
+    let before = decide(&s);
+    assert_eq!(before, [json!(true), json!(false)]);
+    // A liveness bound, not a speed target: the snapshot compiles on one thread at nice 10
+    // while the other tests load both cores.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while instances(&s) != "snapshot" {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not move to the snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(decide(&s), before);
+    let (code, body) = s.admin("/admin/bundle/reload", Some("t"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        instances(&s),
+        "snapshot",
+        "the reload started from the cached snapshot"
+    );
+    assert_eq!(decide(&s), before);
 }

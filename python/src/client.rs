@@ -132,7 +132,8 @@ impl Client {
                 .map_err(bundle_error)?;
             let service = Arc::new(service);
             // As `sark serve`: the bundle moves to its own snapshot once compiled.
-            runtime.spawn(service.clone().adopt_snapshots_in_background());
+            let settle = std::time::Duration::from_millis(config.server.snapshot_delay_ms);
+            runtime.spawn(service.clone().adopt_snapshots_in_background(settle));
             Ok(Client {
                 service,
                 runtime: Arc::new(runtime),

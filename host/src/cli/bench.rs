@@ -79,7 +79,10 @@ impl Args {
             eprintln!(
                 "compiling the bundle's snapshot (once per revision: the code cache keeps it)"
             );
-            service.adopt_snapshots(Duration::ZERO);
+            let (_, failed) = service.adopt_snapshots(Duration::ZERO);
+            if failed > 0 {
+                eprintln!("the snapshot could not be adopted: measuring the carried evaluator");
+            }
         }
         let report = crate::bench::run(
             &service,

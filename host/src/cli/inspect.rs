@@ -89,7 +89,17 @@ fn describe(c: CompiledCode) -> String {
         None => "not in the code cache yet".to_string(),
     };
     if c.shared {
-        format!("{size}, shared by every bundle built by this sark (the evaluator it carries)")
+        let snapshot = match c.snapshot_cached_bytes {
+            Some(b) => format!(
+                "its snapshot {:.1} MB in the code cache (new instances start from it)",
+                b as f64 / 1e6
+            ),
+            None => "its snapshot not compiled yet (`sark serve` compiles it in the background)"
+                .to_string(),
+        };
+        format!(
+            "{size}, shared by every bundle built by this sark (the evaluator it carries); {snapshot}"
+        )
     } else {
         format!("{size}, for this bundle alone (built with another evaluator)")
     }

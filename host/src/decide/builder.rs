@@ -123,7 +123,7 @@ impl ServiceBuilder {
         };
         let mut runtime =
             WasmRuntime::new(config.limits, code_cache).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        if !self.snapshots {
+        if !self.snapshots || config.server.snapshot_delay_ms == 0 {
             runtime = runtime.without_snapshots();
         }
         let data = self

@@ -70,10 +70,8 @@ use std::time::{Duration, Instant};
 /// move to its own snapshot.
 pub const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
-/// How long a bundle on the carried evaluator serves before its snapshot is compiled in the
-/// background: a revision replaced sooner (an edit loop, a short-lived process) costs no
-/// compilation.
-pub const SNAPSHOT_SETTLE: Duration = Duration::from_secs(5);
+/// The longest wait between adoption attempts while they keep failing.
+pub const SNAPSHOT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Flags, cache, metrics and the active bundle behind one door.
 pub struct DecisionService {
@@ -176,10 +174,11 @@ impl DecisionService {
 
     /// Moves the active and candidate bundles loaded at least `settled` ago from the carried
     /// evaluator to their own snapshots ([`crate::runtime::WasmPolicy::adopt_snapshot`]): it
-    /// compiles, so call it off the async runtime. Returns how many adopted one; a failure is
-    /// logged and that bundle stays on the carried evaluator.
-    pub fn adopt_snapshots(&self, settled: Duration) -> usize {
-        let mut adopted = 0;
+    /// compiles, so call it off the async runtime. Returns how many adopted one and how many
+    /// failed to (logged; such a bundle stays on the carried evaluator, and may try again
+    /// when the failure was a lack of instance slots).
+    pub fn adopt_snapshots(&self, settled: Duration) -> (usize, usize) {
+        let (mut adopted, mut failed) = (0, 0);
         for bundle in self.loaded() {
             if bundle.loaded_at.elapsed() < settled {
                 continue;
@@ -187,29 +186,51 @@ impl DecisionService {
             match bundle.wasm.adopt_snapshot() {
                 Ok(true) => adopted += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(
-                    revision = %bundle.manifest.revision,
-                    error = %e,
-                    "the bundle stays on the carried evaluator"
-                ),
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(
+                        revision = %bundle.manifest.revision,
+                        error = %e,
+                        "the bundle stays on the carried evaluator"
+                    );
+                }
             }
         }
-        adopted
+        (adopted, failed)
     }
 
     /// Runs until dropped (spawn it on a tokio runtime): every [`SNAPSHOT_CHECK_INTERVAL`],
-    /// the bundles on the carried evaluator that have been loaded for [`SNAPSHOT_SETTLE`]
-    /// adopt their own snapshots ([`Self::adopt_snapshots`], on a blocking thread). A
-    /// revision replaced within the settle time is never compiled.
-    pub async fn adopt_snapshots_in_background(self: Arc<Self>) {
+    /// the bundles on the carried evaluator that have been loaded for `settle` adopt their
+    /// own snapshots ([`Self::adopt_snapshots`]). A revision replaced within `settle` is never
+    /// compiled. The compilation runs on a thread of its own, not a blocking task of the
+    /// runtime, so shutting the runtime down never waits for it; after a failure the checks
+    /// back off to [`SNAPSHOT_MAX_BACKOFF`]. Returns at once when `settle` is zero (never).
+    pub async fn adopt_snapshots_in_background(self: Arc<Self>, settle: Duration) {
+        if settle.is_zero() {
+            return;
+        }
+        let mut wait = SNAPSHOT_CHECK_INTERVAL;
         loop {
-            tokio::time::sleep(SNAPSHOT_CHECK_INTERVAL).await;
-            if self.snapshots_pending() {
-                let worker = self.clone();
-                let _ =
-                    tokio::task::spawn_blocking(move || worker.adopt_snapshots(SNAPSHOT_SETTLE))
-                        .await;
+            tokio::time::sleep(wait).await;
+            if !self.snapshots_pending() {
+                wait = SNAPSHOT_CHECK_INTERVAL;
+                continue;
             }
+            let (done, finished) = tokio::sync::oneshot::channel();
+            let worker = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("sark-snapshot".into())
+                .spawn(move || {
+                    let _ = done.send(worker.adopt_snapshots(settle));
+                });
+            let failed = match spawned {
+                Ok(_) => finished.await.map_or(1, |(_, failed)| failed),
+                Err(_) => 1,
+            };
+            wait = match failed {
+                0 => SNAPSHOT_CHECK_INTERVAL,
+                _ => (wait * 2).min(SNAPSHOT_MAX_BACKOFF),
+            };
         }
     }
 

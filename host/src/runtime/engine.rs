@@ -58,6 +58,9 @@ pub struct CompiledCode {
     pub shared: bool,
     /// Size of the compiled code in the code cache, when it is cached.
     pub cached_bytes: Option<u64>,
+    /// For a bundle on the carried evaluator: the size of its own snapshot's compiled code
+    /// in the code cache, when it is cached (then new instances start from the snapshot).
+    pub snapshot_cached_bytes: Option<u64>,
 }
 
 /// Hex sha-256 of the evaluator component this binary carries ([`crate::EVALUATOR_COMPONENT`]),
@@ -193,12 +196,15 @@ impl WasmRuntime {
         } else {
             &manifest.component_sha256
         };
+        let cached = |digest: &str| {
+            self.cache
+                .as_ref()
+                .and_then(|c| c.entry_bytes(&self.engine, digest))
+        };
         CompiledCode {
             shared,
-            cached_bytes: self
-                .cache
-                .as_ref()
-                .and_then(|c| c.entry_bytes(&self.engine, digest)),
+            cached_bytes: cached(digest),
+            snapshot_cached_bytes: shared.then(|| cached(&manifest.component_sha256)).flatten(),
         }
     }
 
@@ -253,28 +259,21 @@ impl WasmRuntime {
         pool_size: usize,
         extra: &[sark_guest::ModuleSource],
     ) -> wasmtime::Result<(WasmPolicy, bool)> {
-        let (pre, cached) = self.carried_evaluator()?;
         let manifest = bundle.manifest();
         let own_snapshot = self.snapshots
             && extra.is_empty()
             && manifest.evaluator_sha256 == carried_evaluator_sha256();
-        let snapshot_cached = || {
-            self.cache
-                .as_ref()
-                .and_then(|c| c.entry_bytes(&self.engine, &manifest.component_sha256))
-                .is_some()
-        };
-        if own_snapshot && snapshot_cached() {
-            let (component, _) =
-                self.compile(bundle.component_bytes(), &manifest.component_sha256)?;
-            if exports_current_contract(&component, &self.engine) {
-                tracing::debug!(revision = %manifest.revision, "starting from the bundle's snapshot (compiled code cached)");
-                let pre = self.linker.instantiate_pre(&component)?;
-                let policy =
-                    WasmPolicy::new(pre, None, self.limits, pool_size, self.ticker.clone())?;
-                return Ok((policy, true));
+        if own_snapshot && self.compiled_code(bundle).snapshot_cached_bytes.is_some() {
+            match self.load_cached_snapshot(bundle, pool_size) {
+                Ok(policy) => return Ok((policy, true)),
+                Err(e) => tracing::warn!(
+                    revision = %manifest.revision,
+                    error = %format_args!("{e:#}"),
+                    "the bundle's cached snapshot does not load; its payload runs on the carried evaluator"
+                ),
             }
         }
+        let (pre, cached) = self.carried_evaluator()?;
         // The bundle was validated when it was built: new instances skip the warm-up
         // evaluation of every entrypoint, which a slow entrypoint would make slow.
         let mut payload = bundle.payload().map_err(|e| wasmtime::format_err!("{e}"))?;
@@ -292,6 +291,34 @@ impl WasmRuntime {
             policy.offer_snapshot(self.snapshot_preparer(bundle));
         }
         Ok((policy, cached))
+    }
+
+    /// `bundle` on its own snapshot, whose compiled code the code cache has: it must export
+    /// the current contract and describe the bundle's revision and content hash.
+    fn load_cached_snapshot(
+        &self,
+        bundle: &Bundle,
+        pool_size: usize,
+    ) -> wasmtime::Result<WasmPolicy> {
+        let manifest = bundle.manifest();
+        let (component, _) = self.compile(bundle.component_bytes(), &manifest.component_sha256)?;
+        if !exports_current_contract(&component, &self.engine) {
+            wasmtime::bail!("the bundle's component does not export sark:policy@0.2.0");
+        }
+        let pre = self.linker.instantiate_pre(&component)?;
+        let policy = WasmPolicy::new(pre, None, self.limits, pool_size, self.ticker.clone())?;
+        let info = crate::evaluator::Evaluator::info(&policy);
+        if info.revision != manifest.revision || info.content_hash != manifest.content_hash {
+            wasmtime::bail!(
+                "it describes revision {:?} ({}), not the manifest's {:?} ({})",
+                info.revision,
+                info.content_hash,
+                manifest.revision,
+                manifest.content_hash
+            );
+        }
+        tracing::debug!(revision = %manifest.revision, "starting from the bundle's snapshot (compiled code cached)");
+        Ok(policy)
     }
 
     /// Prepares `bundle`'s own snapshotted component when called: compiled on one thread of

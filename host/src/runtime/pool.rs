@@ -233,10 +233,19 @@ impl WasmPolicy {
         let failed = |e: &dyn std::fmt::Display| {
             EvalError::Instance(format!("cannot adopt the bundle's snapshot: {e}"))
         };
-        let pre = prepare().map_err(|e| failed(&format_args!("{e:#}")))?;
-        let pre = EvaluatorCorePre::new(pre).map_err(|e| failed(&format_args!("{e:#}")))?;
+        let prepared = prepare().map_err(|e| failed(&format_args!("{e:#}")))?;
+        let pre =
+            EvaluatorCorePre::new(prepared.clone()).map_err(|e| failed(&format_args!("{e:#}")))?;
         let next = Instances::new(pre, None, self.max_idle);
-        let mut first = self.first_instance(&next).map_err(|e| failed(&e))?;
+        let mut first = match self.first_instance(&next) {
+            Ok(first) => first,
+            Err(e) => {
+                // No free instance slot, say: the compiled snapshot is offered again, so a
+                // later call tries once more without compiling.
+                self.offer_prepared(prepared);
+                return Err(failed(&e));
+            }
+        };
         let info = self.describe(&mut first).map_err(|e| failed(&e))?;
         if info != self.info {
             return Err(failed(&format_args!(
@@ -244,19 +253,33 @@ impl WasmPolicy {
                 info.revision, info.content_hash, self.info.revision, self.info.content_hash
             )));
         }
-        self.catch_up(&mut first).map_err(|e| failed(&e))?;
+        if let Err(e) = self.catch_up(&mut first) {
+            self.offer_prepared(prepared);
+            return Err(failed(&e));
+        }
         next.idle.add(first);
+        // Swapped in with one instance, then filled: the old pool's idle instances are freed
+        // first, so the move never needs two pools' worth of instance slots.
+        let next = Arc::new(next);
+        *self.instances.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
         self.fill(
             &next,
             || next.idle.len() < next.idle.max_idle(),
             "filling the snapshot's pool",
         );
-        *self.instances.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        // A write committed while the pool was made may have reached the old pool only.
+        self.catch_up_idle();
         tracing::info!(
             revision = %self.info.revision,
             "new instances start from the bundle's snapshot"
         );
         Ok(true)
+    }
+
+    /// Offers an already prepared snapshot again, after an adoption that could not finish.
+    fn offer_prepared(&self, prepared: InstancePre<HostState>) {
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Box::new(move || Ok(prepared)));
     }
 
     fn instantiate(&self, source: &Instances) -> Result<PolicyInstance, EvalError> {

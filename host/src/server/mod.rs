@@ -476,7 +476,8 @@ fn start_background(
         }
     });
     // Bundles on the carried evaluator move to their own snapshots once compiled.
-    tokio::spawn(state.service.clone().adopt_snapshots_in_background());
+    let settle = std::time::Duration::from_millis(state.config.server.snapshot_delay_ms);
+    tokio::spawn(state.service.clone().adopt_snapshots_in_background(settle));
     // The time series of the console and `/admin/timeseries`: the baseline now, before the
     // first request is served, then the point of each interval.
     let sampled = state.clone();

@@ -133,6 +133,15 @@ pub fn code_cache() -> Option<sark::runtime::CodeCache> {
     Some(sark::runtime::CodeCache::new(dir).unwrap())
 }
 
+/// A string no other run of the tests uses (process id and time): put in a policy's
+/// source, it makes a revision whose compiled snapshot no code cache has yet.
+pub fn nonce() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}-{}", std::process::id(), now.as_nanos())
+}
+
 /// Builds `dir` in process into a verified bundle.
 pub fn bundle_of(dir: &Path, revision: Option<&str>, entrypoints: &[&str]) -> sark::Bundle {
     let options = sark::bundle::BuildOptions {
