@@ -322,13 +322,11 @@ fn a_policy_on_the_carried_evaluator_adopts_its_snapshot_and_decides_the_same() 
     // instance loads the payload), adopts its snapshot once compiled with the written
     // documents still applied, and a later load starts from the cached snapshot at once.
     let dir = scratch("adopt-snapshot");
-    let nonce = nonce();
     std::fs::write(
         dir.join("adopt.rego"),
-        format!(
-            "# {nonce}: a new revision, so the code cache cannot have its snapshot\n\
-             package adopt\nimport rego.v1\ndefault allow := false\n\
-             allow if input.user in data.admins\n"
+        fresh_rego(
+            "package adopt\nimport rego.v1\ndefault allow := false\n\
+             allow if input.user in data.admins\n",
         ),
     )
     .unwrap();

@@ -1045,13 +1045,11 @@ fn a_bundle_moves_to_its_snapshot_in_the_background_and_decides_the_same() {
     let dir = scratch("server-snapshot");
     let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
-    let nonce = nonce();
     std::fs::write(
         src.join("snap.rego"),
-        format!(
-            "# {nonce}: a new revision, so the code cache cannot have its snapshot\n\
-             package snap\nimport rego.v1\ndefault allow := false\n\
-             allow if input.user in {{\"ann\", \"bob\"}}\n"
+        fresh_rego(
+            "package snap\nimport rego.v1\ndefault allow := false\n\
+             allow if input.user in {\"ann\", \"bob\"}\n",
         ),
     )
     .unwrap();

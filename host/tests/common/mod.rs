@@ -133,13 +133,17 @@ pub fn code_cache() -> Option<sark::runtime::CodeCache> {
     Some(sark::runtime::CodeCache::new(dir).unwrap())
 }
 
-/// A string no other run of the tests uses (process id and time): put in a policy's
-/// source, it makes a revision whose compiled snapshot no code cache has yet.
-pub fn nonce() -> String {
+/// `rego` with a first comment no other run of the tests writes (process id and time): a
+/// revision whose compiled snapshot no code cache has yet.
+pub fn fresh_rego(rego: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    format!("{}-{}", std::process::id(), now.as_nanos())
+    format!(
+        "# {}-{}: a new revision, so the code cache cannot have its snapshot\n{rego}",
+        std::process::id(),
+        now.as_nanos()
+    )
 }
 
 /// Builds `dir` in process into a verified bundle.
